@@ -1,0 +1,1 @@
+//! The process executor: every step is a process group on this machine.

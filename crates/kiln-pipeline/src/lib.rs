@@ -1,0 +1,14 @@
+//! Workflow files to kiln's pipeline IR.
+//!
+//! Pure: strings in, IR and diagnostics out. File-system access (finding
+//! workflow files, `hashFiles`) belongs to the callers, which pass contents
+//! and callbacks in. Modules:
+//! - [`expr`]: the GitHub Actions expression language (parse, evaluate);
+//! - [`load`]: YAML to [`kiln_model::workflow::Workflow`] with diagnostics;
+//! - [`diag`]: diagnostics and their rustc-style rendering;
+//! - [`matrix`]: `strategy.matrix` expansion.
+
+pub mod diag;
+pub mod expr;
+pub mod load;
+pub mod matrix;
