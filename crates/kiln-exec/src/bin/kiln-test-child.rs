@@ -1,0 +1,166 @@
+//! A child program for the process executor's tests (habit 8): it does one
+//! scripted thing per mode so that tests control exactly what a step does,
+//! and it announces the moments tests wait for ("ready", pids) on stdout so
+//! that tests synchronise on lines, never on sleeps.
+//!
+//! Modes (`kiln-test-child MODE [ARG]`):
+//! - `lines N`: prints `line 1` … `line N` on stdout;
+//! - `exit K`: exits with code K;
+//! - `stderr`: prints `out 1`, `out 2` on stdout and `err 1`, `err 2` on stderr;
+//! - `no-newline`: prints `first\nlast` (no final newline);
+//! - `crlf`: prints `a\r\nb\r\n`;
+//! - `invalid-utf8`: prints `ok \xff end\n`;
+//! - `long-line N`: prints N `x` bytes and a newline;
+//! - `env`: prints its environment, `KEY=VALUE` per line, sorted;
+//! - `pwd`: prints its working directory;
+//! - `signal N`: raises signal N;
+//! - `sleep`: prints `pid P`, `ready`, then sleeps (SIGTERM ends it);
+//! - `ignore-term`: blocks SIGTERM, prints `pid P`, `ready`, then prints
+//!   `got SIGTERM` for every SIGTERM and never ends by itself;
+//! - `grandchild [ignore-term]`: starts a silent sleeper that inherits
+//!   stdout (in `ignore-term` mode it blocks SIGTERM), prints
+//!   `grandchild P`, `ready` and exits 0;
+//! - `background`: starts a background process that inherits stdout, prints
+//!   `background P` and exits 0; the background process blocks SIGUSR1,
+//!   prints `bg ready`, waits for SIGUSR1, prints `bg after` and sleeps.
+
+use std::io::Write;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, Signal, raise};
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Blocks `signal` in this (single-threaded) process: it stays pending
+/// instead of being delivered, which ignores it without a signal handler.
+fn block(signal: Signal) -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(signal);
+    set.thread_block().expect("block signal");
+    set
+}
+
+fn spawn_self(args: &[&str]) -> u32 {
+    let exe = std::env::current_exe().expect("current_exe");
+    Command::new(exe)
+        .args(args)
+        .spawn()
+        .expect("spawn self")
+        .id()
+}
+
+fn number(arg: Option<&String>) -> u64 {
+    arg.and_then(|n| n.parse().ok())
+        .expect("a numeric argument")
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = args.first().map(String::as_str).unwrap_or("");
+    let arg = args.get(1);
+    let mut out = std::io::stdout().lock();
+    match mode {
+        "lines" => {
+            for i in 1..=number(arg) {
+                writeln!(out, "line {i}").unwrap();
+            }
+        }
+        "exit" => {
+            let code = arg
+                .and_then(|k| k.parse::<u8>().ok())
+                .expect("an exit code");
+            return ExitCode::from(code);
+        }
+        "stderr" => {
+            writeln!(out, "out 1").unwrap();
+            eprintln!("err 1");
+            writeln!(out, "out 2").unwrap();
+            eprintln!("err 2");
+        }
+        "no-newline" => {
+            write!(out, "first\nlast").unwrap();
+        }
+        "crlf" => {
+            write!(out, "a\r\nb\r\n").unwrap();
+        }
+        "invalid-utf8" => {
+            out.write_all(b"ok \xff end\n").unwrap();
+        }
+        "long-line" => {
+            let line = vec![b'x'; number(arg) as usize];
+            out.write_all(&line).unwrap();
+            out.write_all(b"\n").unwrap();
+        }
+        "env" => {
+            let mut vars: Vec<(String, String)> = std::env::vars().collect();
+            vars.sort();
+            for (key, value) in vars {
+                writeln!(out, "{key}={value}").unwrap();
+            }
+        }
+        "pwd" => {
+            let dir = std::env::current_dir().expect("current_dir");
+            writeln!(out, "{}", dir.display()).unwrap();
+        }
+        "signal" => {
+            let number = number(arg) as i32;
+            let signal = Signal::try_from(number).expect("a signal number");
+            out.flush().unwrap();
+            raise(signal).expect("raise");
+            // Only reached if the signal does not end the process.
+            return ExitCode::from(99);
+        }
+        "sleep" => {
+            writeln!(out, "pid {}", std::process::id()).unwrap();
+            writeln!(out, "ready").unwrap();
+            drop(out);
+            sleep_forever();
+        }
+        "ignore-term" => {
+            let term = block(Signal::SIGTERM);
+            writeln!(out, "pid {}", std::process::id()).unwrap();
+            writeln!(out, "ready").unwrap();
+            loop {
+                term.wait().expect("sigwait");
+                writeln!(out, "got SIGTERM").unwrap();
+            }
+        }
+        "hold" => {
+            if arg.map(String::as_str) == Some("ignore-term") {
+                block(Signal::SIGTERM);
+            }
+            sleep_forever();
+        }
+        "grandchild" => {
+            let hold: Vec<&str> = match arg.map(String::as_str) {
+                Some("ignore-term") => vec!["hold", "ignore-term"],
+                _ => vec!["hold"],
+            };
+            let pid = spawn_self(&hold);
+            writeln!(out, "grandchild {pid}").unwrap();
+            writeln!(out, "ready").unwrap();
+        }
+        "background" => {
+            let pid = spawn_self(&["bg-wait"]);
+            writeln!(out, "background {pid}").unwrap();
+        }
+        "bg-wait" => {
+            let usr1 = block(Signal::SIGUSR1);
+            writeln!(out, "bg ready").unwrap();
+            usr1.wait().expect("sigwait");
+            writeln!(out, "bg after").unwrap();
+            drop(out);
+            sleep_forever();
+        }
+        other => {
+            eprintln!("kiln-test-child: unknown mode {other:?}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,1 +1,0 @@
-//! The process executor: every step is a process group on this machine.

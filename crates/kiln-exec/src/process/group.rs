@@ -1,0 +1,78 @@
+//! Signalling process groups and waiting, with a bound, for them to empty.
+//!
+//! kiln is not the parent of a step's grandchildren, so nothing notifies it
+//! when a group has no members left; the only portable test is
+//! `killpg(pgid, 0)`, which fails with `ESRCH` once the group is empty. The
+//! waits here poll that test every [`GROUP_POLL`] and always end at a
+//! deadline, so a process that ignores signals or escaped cannot hang kiln.
+
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How often a wait checks whether a process group is empty.
+pub(crate) const GROUP_POLL: Duration = Duration::from_millis(10);
+
+/// How long to wait for a group to disappear after SIGKILL. SIGKILL cannot
+/// be caught, so this only covers the kernel tearing processes down (and
+/// zombies that nobody reaps, which count as members until reaped).
+pub(crate) const KILL_WAIT: Duration = Duration::from_secs(1);
+
+/// A process group that a step's leader created (`pgid` = the leader's pid).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Group {
+    pub(crate) pgid: Pid,
+    /// The grace period of the step that started it.
+    pub(crate) kill_grace: Duration,
+}
+
+/// Sends `signal` to every member of the group. An empty group is not an
+/// error (it is the common case when stopping something that just ended).
+pub(crate) fn signal_group(pgid: Pid, signal: Signal) -> Result<(), Errno> {
+    match killpg(pgid, signal) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// Whether the group still has members (zombies included).
+pub(crate) fn group_alive(pgid: Pid) -> bool {
+    match killpg(pgid, None) {
+        Ok(()) => true,
+        Err(Errno::ESRCH) => false,
+        // EPERM: members exist that we may not signal.
+        Err(_) => true,
+    }
+}
+
+/// Waits until the group is empty (returns true), or until `deadline` or
+/// `interrupt` (returns false).
+pub(crate) async fn wait_group_gone(
+    pgid: Pid,
+    deadline: Instant,
+    interrupt: Option<&CancellationToken>,
+) -> bool {
+    loop {
+        if !group_alive(pgid) {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let next = deadline.min(now + GROUP_POLL);
+        match interrupt {
+            Some(token) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(next) => {}
+                    () = token.cancelled() => return false,
+                }
+            }
+            None => tokio::time::sleep_until(next).await,
+        }
+    }
+}
