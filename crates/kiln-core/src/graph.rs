@@ -86,7 +86,15 @@ pub struct Expansion {
     pub instances: usize,
     pub fail_fast: bool,
     pub max_parallel: Option<usize>,
-    pub continue_on_error: bool,
+    /// Per instance: a failure does not fail the node (`continue-on-error`,
+    /// which may differ per matrix combination). Missing entries are false.
+    pub continue_on_error: Vec<bool>,
+}
+
+impl Expansion {
+    fn tolerated(&self, index: usize) -> bool {
+        self.continue_on_error.get(index).copied().unwrap_or(false)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,7 +265,7 @@ impl RunGraph {
         self.used -= exp.weight.min(self.used);
         self.running -= 1;
         let failed = matches!(status, JobStatus::Failure);
-        if failed && exp.fail_fast && !exp.continue_on_error && !node.fail_fast_tripped {
+        if failed && exp.fail_fast && !exp.tolerated(key.index) && !node.fail_fast_tripped {
             node.fail_fast_tripped = true;
             for (index, st) in node.instances.iter().enumerate() {
                 if *st == InstState::Running {
@@ -309,7 +317,7 @@ impl RunGraph {
                     NodeState::Expanded(exp) => {
                         let n = &self.nodes[ix];
                         if n.instances.iter().all(|s| matches!(s, InstState::Done(_))) {
-                            let status = aggregate(&n.instances, exp.continue_on_error);
+                            let status = aggregate(&n.instances, exp);
                             self.nodes[ix].state = NodeState::Done(status);
                             moved = true;
                         }
@@ -427,12 +435,14 @@ impl RunGraph {
 }
 
 /// A node's status from its instances'.
-fn aggregate(instances: &[InstState], continue_on_error: bool) -> JobStatus {
+fn aggregate(instances: &[InstState], exp: &Expansion) -> JobStatus {
     let mut any_failure = false;
+    let mut any_tolerated = false;
     let mut any_cancelled = false;
     let mut any_success = false;
-    for st in instances {
+    for (index, st) in instances.iter().enumerate() {
         match st {
+            InstState::Done(JobStatus::Failure) if exp.tolerated(index) => any_tolerated = true,
             InstState::Done(JobStatus::Failure) => any_failure = true,
             InstState::Done(JobStatus::Cancelled) => any_cancelled = true,
             InstState::Done(JobStatus::Success) => any_success = true,
@@ -441,11 +451,11 @@ fn aggregate(instances: &[InstState], continue_on_error: bool) -> JobStatus {
             | InstState::Running => {}
         }
     }
-    if any_failure && !continue_on_error {
+    if any_failure {
         JobStatus::Failure
     } else if any_cancelled {
         JobStatus::Cancelled
-    } else if any_success || any_failure {
+    } else if any_success || any_tolerated {
         JobStatus::Success
     } else {
         JobStatus::Skipped

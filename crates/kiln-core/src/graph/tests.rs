@@ -19,7 +19,7 @@ fn exp(instances: usize, weight: u32) -> Expansion {
         instances,
         fail_fast: true,
         max_parallel: None,
-        continue_on_error: false,
+        continue_on_error: vec![],
     }
 }
 
@@ -262,7 +262,7 @@ fn no_fail_fast_runs_every_instance() {
 #[test]
 fn continue_on_error_makes_the_node_succeed() {
     let mut e = exp(2, 1);
-    e.continue_on_error = true;
+    e.continue_on_error = vec![false, true];
     let outcomes = BTreeMap::from([((0, 1), JobStatus::Failure)]);
     let trace = drive(
         &[&[], &[0]],
@@ -377,7 +377,7 @@ proptest! {
         let evals: Vec<Eval> = (0..needs.len()).map(|i| {
             let (n, w, ff, skip) = sizes[i];
             if skip && i % 3 == 2 { Eval::Skip } else {
-                Eval::Expand(Expansion { weight: w, instances: n, fail_fast: ff, max_parallel: None, continue_on_error: false })
+                Eval::Expand(Expansion { weight: w, instances: n, fail_fast: ff, max_parallel: None, continue_on_error: vec![] })
             }
         }).collect();
         let mut outcomes = BTreeMap::new();
