@@ -241,6 +241,9 @@ pub struct Container {
     pub options: Option<Template>,
     pub volumes: Vec<Template>,
     pub credentials: Option<Credentials>,
+    /// `ports:` published from the job container.
+    #[serde(default)]
+    pub ports: Vec<Template>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -258,6 +261,10 @@ pub struct Service {
     pub ports: Vec<Template>,
     pub options: Option<Template>,
     pub loc: Loc,
+    #[serde(default)]
+    pub volumes: Vec<Template>,
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
