@@ -125,6 +125,18 @@ impl Harness {
 }
 
 impl Lines {
+    /// Receives lines until `done` holds for all received so far.
+    async fn until_all(&mut self, done: impl Fn(&[LogLine]) -> bool) -> Vec<LogLine> {
+        let mut seen = Vec::new();
+        bounded("the expected lines", async {
+            while !done(&seen) {
+                seen.push(self.0.recv().await.expect("the sink was dropped"));
+            }
+        })
+        .await;
+        seen
+    }
+
     /// Receives lines until one has exactly `text`; returns them all.
     async fn until(&mut self, text: &str) -> Vec<LogLine> {
         let mut seen = Vec::new();
@@ -368,7 +380,10 @@ async fn the_step_runs_in_the_given_directory() {
     let expected = canonical(&dir);
     assert_eq!(h.run(step).await.exit, StepExit::Exited(0));
     let lines = h.finish().await;
-    assert_eq!(texts(&lines, Stream::Stdout), [expected.display().to_string()]);
+    assert_eq!(
+        texts(&lines, Stream::Stdout),
+        [expected.display().to_string()]
+    );
 }
 
 fn canonical(path: &Path) -> PathBuf {
@@ -492,6 +507,29 @@ async fn an_immediate_cancel_cuts_the_grace_period_short() {
 }
 
 #[tokio::test]
+async fn stopping_a_step_stops_its_whole_process_group() {
+    let mut h = Harness::start().await;
+    let cancel = Cancel::default();
+    let mut step = h.step(&["tree", "ignore-term"]);
+    step.kill_grace = Duration::from_millis(200);
+    let (report, (leader, grandchild)) = h
+        .run_while(step, &cancel, async |lines| {
+            let grandchild = lines.pid_after("grandchild ").await;
+            let leader = lines.pid_after("pid ").await;
+            lines.until("ready").await;
+            cancel.graceful.cancel();
+            (leader, grandchild)
+        })
+        .await;
+    assert_eq!(report.exit, StepExit::Cancelled);
+    // The leader died of SIGTERM; the grandchild, which ignores it, was
+    // killed when the grace period ended, before run_step returned.
+    assert!(!alive(leader));
+    assert!(!alive(grandchild));
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn a_step_cancelled_before_it_starts_is_not_spawned() {
     let mut h = Harness::start().await;
     let cancel = Cancel::default();
@@ -534,8 +572,19 @@ async fn background_output_flows_until_finish_which_stops_it() {
     let mut h = Harness::start().await;
     let report = h.run(h.step(&["background"])).await;
     assert_eq!(report.exit, StepExit::Exited(0));
-    let background = h.lines.pid_after("background ").await;
-    h.lines.until("bg ready").await;
+    // Two processes write these two lines: they may come in either order.
+    let seen = h
+        .lines
+        .until_all(|seen| {
+            seen.iter().any(|line| line.text == "bg ready")
+                && seen.iter().any(|line| line.text.starts_with("background "))
+        })
+        .await;
+    let background = seen
+        .iter()
+        .find_map(|line| line.text.strip_prefix("background "))
+        .map(|pid| Pid::from_raw(pid.parse().unwrap()))
+        .unwrap();
 
     // A later step runs while the background process lives.
     assert_eq!(

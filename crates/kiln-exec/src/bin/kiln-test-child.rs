@@ -20,6 +20,9 @@
 //! - `grandchild [ignore-term]`: starts a silent sleeper that inherits
 //!   stdout (in `ignore-term` mode it blocks SIGTERM), prints
 //!   `grandchild P`, `ready` and exits 0;
+//! - `tree [ignore-term]`: like `grandchild`, but then prints `pid P`,
+//!   `ready` and sleeps (SIGTERM ends it, not its grandchild in
+//!   `ignore-term` mode);
 //! - `background`: starts a background process that inherits stdout, prints
 //!   `background P` and exits 0; the background process blocks SIGUSR1,
 //!   prints `bg ready`, waits for SIGUSR1, prints `bg after` and sleeps.
@@ -136,13 +139,19 @@ fn main() -> ExitCode {
             }
             sleep_forever();
         }
-        "grandchild" => {
+        "grandchild" | "tree" => {
             let hold: Vec<&str> = match arg.map(String::as_str) {
                 Some("ignore-term") => vec!["hold", "ignore-term"],
                 _ => vec!["hold"],
             };
             let pid = spawn_self(&hold);
             writeln!(out, "grandchild {pid}").unwrap();
+            if mode == "tree" {
+                writeln!(out, "pid {}", std::process::id()).unwrap();
+                writeln!(out, "ready").unwrap();
+                drop(out);
+                sleep_forever();
+            }
             writeln!(out, "ready").unwrap();
         }
         "background" => {

@@ -279,9 +279,10 @@ impl JobHandle for ProcessJob {
                 self.readers.push(reader);
             }
         }
-        if !group_alive(pgid) {
-            self.groups.retain(|group| group.pgid != pgid);
-        }
+        // Forget groups that are empty now, this step's and earlier ones':
+        // the fewer pgids kept, the smaller the chance that `finish` meets
+        // one the system reused for an unrelated group.
+        self.groups.retain(|group| group_alive(group.pgid));
         self.readers.retain(|reader| !reader.is_finished());
         report(exit)
     }
