@@ -90,14 +90,11 @@ impl<'c> Val<'c> {
 
     /// The items when this is an array (plain or filtered), borrowed.
     pub(crate) fn array_items(&self) -> Option<Vec<&Value>> {
-        match self.value() {
-            Some(Value::Array(items)) => Some(items.iter().collect()),
-            Some(Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_))
-            | Some(Value::Object(_)) => None,
-            None => match self {
-                Val::Filtered(items) => Some(items.iter().map(|c| &**c).collect()),
-                Val::Ref(_) | Val::Owned(_) => None,
-            },
+        match self {
+            Val::Filtered(items) => Some(items.iter().map(|c| &**c).collect()),
+            Val::Ref(Value::Array(items)) => Some(items.iter().collect()),
+            Val::Owned(Value::Array(items)) => Some(items.iter().collect()),
+            Val::Ref(_) | Val::Owned(_) => None,
         }
     }
 }
