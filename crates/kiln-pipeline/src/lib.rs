@@ -5,10 +5,14 @@
 //! and callbacks in. Modules:
 //! - [`expr`]: the GitHub Actions expression language (parse, evaluate);
 //! - [`load`]: YAML to [`kiln_model::workflow::Workflow`] with diagnostics;
+//! - [`inputs`]: typed `workflow_dispatch` inputs;
 //! - [`diag`]: diagnostics and their rustc-style rendering;
-//! - [`matrix`]: `strategy.matrix` expansion.
+//! - [`matrix`]: `strategy.matrix` expansion;
+//! - [`plan`]: a job's `if:`, matrix and strategy evaluated into instances.
 
 pub mod diag;
 pub mod expr;
+pub mod inputs;
 pub mod load;
 pub mod matrix;
+pub mod plan;

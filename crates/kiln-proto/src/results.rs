@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The schema identifier written into every document.
-pub const SCHEMA: &str = "kiln.results/v1";
+pub const RESULTS_SCHEMA: &str = "kiln.results/v1";
 
 /// What `kiln exec --json FILE` writes: one run per workflow executed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

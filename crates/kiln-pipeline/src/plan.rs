@@ -1,0 +1,263 @@
+//! Job planning: a job's `if:`, matrix and strategy evaluated into the
+//! instances that will run.
+//!
+//! Called once per job when every job it needs is done (so `needs.*` and a
+//! dynamic `${{ fromJSON(…) }}` matrix are known). Pure: the caller passes
+//! the contexts in. The same function serves `kiln exec` and the server.
+
+use crate::expr::{self, Context, StatusCheck};
+use crate::matrix::{self, Combination};
+use kiln_model::Value;
+use kiln_model::workflow::{Dyn, Job, Matrix, Template};
+
+/// Contexts available at job level (GitHub allows `github`, `needs`,
+/// `inputs`, `vars`; kiln adds `kiln`; `matrix` and `strategy` appear per
+/// instance).
+#[derive(Clone, Copy, Debug)]
+pub struct JobContexts<'a> {
+    pub github: &'a Value,
+    pub inputs: &'a Value,
+    pub needs: &'a Value,
+    pub vars: &'a Value,
+    pub kiln: &'a Value,
+    pub secrets: &'a Value,
+}
+
+/// One matrix combination of a job (or the job itself without a matrix).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instance {
+    pub matrix: Option<Combination>,
+    /// Display name: `name:` rendered, or the job id, with the combination.
+    pub name: String,
+    pub runs_on: Vec<String>,
+    pub continue_on_error: bool,
+    /// The `strategy` context: fail-fast, job-index, job-total, max-parallel.
+    pub strategy: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub instances: Vec<Instance>,
+    pub fail_fast: bool,
+    pub max_parallel: Option<usize>,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// The job's `if:` is false.
+    Skip,
+    Run(Plan),
+}
+
+/// Why a job could not be planned; the job fails with this message.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("job `{job}`: {message}")]
+pub struct PlanError {
+    pub job: String,
+    pub message: String,
+}
+
+struct JobCx<'a> {
+    base: JobContexts<'a>,
+    matrix: Value,
+    strategy: Value,
+    status: StatusCheck,
+}
+
+impl Context for JobCx<'_> {
+    fn context(&self, name: &str) -> Option<&Value> {
+        Some(match name {
+            "github" => self.base.github,
+            "inputs" => self.base.inputs,
+            "needs" => self.base.needs,
+            "vars" => self.base.vars,
+            "kiln" => self.base.kiln,
+            "secrets" => self.base.secrets,
+            "matrix" => &self.matrix,
+            "strategy" => &self.strategy,
+            _ => return None,
+        })
+    }
+
+    fn status(&self) -> StatusCheck {
+        self.status
+    }
+
+    fn hash_files(&self, _patterns: &[String]) -> Result<String, String> {
+        Err("hashFiles() is only available in steps".into())
+    }
+}
+
+/// Plan `job`; `status` is what `success()`/`failure()` see (its needs).
+pub fn plan_job(
+    job: &Job,
+    cx: JobContexts<'_>,
+    status: StatusCheck,
+) -> Result<Decision, PlanError> {
+    let err = |message: String| PlanError {
+        job: job.id.to_string(),
+        message,
+    };
+    let mut jcx = JobCx {
+        base: cx,
+        matrix: Value::Null,
+        strategy: Value::Null,
+        status,
+    };
+
+    let run = match &job.if_ {
+        None => status == StatusCheck::Success,
+        Some(cond) => {
+            let c = expr::parse_condition(&cond.src).map_err(|e| err(format!("if: {e}")))?;
+            c.eval(&jcx).map_err(|e| err(format!("if: {e}")))?
+        }
+    };
+    if !run {
+        return Ok(Decision::Skip);
+    }
+
+    let fail_fast =
+        eval_bool(&job.strategy.fail_fast, &jcx).map_err(|e| err(format!("fail-fast: {e}")))?;
+    let max_parallel = match &job.strategy.max_parallel {
+        None => None,
+        Some(d) => Some(eval_count(d, &jcx).map_err(|e| err(format!("max-parallel: {e}")))?),
+    };
+    let combos: Vec<Option<Combination>> = match &job.strategy.matrix {
+        None => vec![None],
+        Some(m) => expand(m, &jcx)
+            .map_err(err)?
+            .into_iter()
+            .map(Some)
+            .collect(),
+    };
+    let total = combos.len();
+    let mut instances = Vec::with_capacity(total);
+    for (index, combo) in combos.into_iter().enumerate() {
+        jcx.matrix = combo
+            .as_ref()
+            .map(Combination::to_value)
+            .unwrap_or(Value::Null);
+        jcx.strategy = Value::object([
+            ("fail-fast", Value::Bool(fail_fast)),
+            ("job-index", Value::Number(index as f64)),
+            ("job-total", Value::Number(total as f64)),
+            (
+                "max-parallel",
+                Value::Number(max_parallel.unwrap_or(total) as f64),
+            ),
+        ]);
+        let name = match (&job.name, &combo) {
+            (Some(t), _) if !t.is_literal() => {
+                render(t, &jcx).map_err(|e| err(format!("name: {e}")))?
+            }
+            (Some(t), Some(c)) => matrix::display_name(&t.src, c),
+            (Some(t), None) => t.src.clone(),
+            (None, Some(c)) => matrix::display_name(job.id.as_str(), c),
+            (None, None) => job.id.to_string(),
+        };
+        let mut runs_on = Vec::new();
+        for t in &job.runs_on {
+            let label = render(t, &jcx).map_err(|e| err(format!("runs-on: {e}")))?;
+            if !label.is_empty() {
+                runs_on.push(label);
+            }
+        }
+        let continue_on_error = eval_bool(&job.continue_on_error, &jcx)
+            .map_err(|e| err(format!("continue-on-error: {e}")))?;
+        instances.push(Instance {
+            matrix: combo,
+            name,
+            runs_on,
+            continue_on_error,
+            strategy: jcx.strategy.clone(),
+        });
+    }
+    Ok(Decision::Run(Plan {
+        instances,
+        fail_fast,
+        max_parallel,
+        weight: job.weight,
+    }))
+}
+
+fn expand(m: &Matrix, cx: &JobCx<'_>) -> Result<Vec<Combination>, String> {
+    let (axes, include, exclude) = match m {
+        Matrix::Dynamic(t) => {
+            let v = eval(t, cx).map_err(|e| format!("matrix: {e}"))?;
+            matrix::split(&v).map_err(|e| e.to_string())?
+        }
+        Matrix::Static(spec) => {
+            let mut axes = Vec::with_capacity(spec.axes.len());
+            for (name, values) in &spec.axes {
+                axes.push((
+                    name.clone(),
+                    eval_list(values, cx).map_err(|e| format!("matrix.{name}: {e}"))?,
+                ));
+            }
+            let include =
+                eval_list(&spec.include, cx).map_err(|e| format!("matrix.include: {e}"))?;
+            let exclude =
+                eval_list(&spec.exclude, cx).map_err(|e| format!("matrix.exclude: {e}"))?;
+            (axes, include, exclude)
+        }
+    };
+    matrix::expand(&axes, &include, &exclude).map_err(|e| e.to_string())
+}
+
+fn eval(t: &Template, cx: &dyn Context) -> Result<Value, String> {
+    let parsed = expr::parse_template(&t.src).map_err(|e| e.to_string())?;
+    parsed.eval(cx).map_err(|e| e.to_string())
+}
+
+fn render(t: &Template, cx: &dyn Context) -> Result<String, String> {
+    if t.is_literal() {
+        return Ok(t.src.clone());
+    }
+    let parsed = expr::parse_template(&t.src).map_err(|e| e.to_string())?;
+    parsed.render(cx).map_err(|e| e.to_string())
+}
+
+fn eval_bool(d: &Dyn<bool>, cx: &dyn Context) -> Result<bool, String> {
+    match d {
+        Dyn::Lit(b) => Ok(*b),
+        Dyn::Expr(t) => eval(t, cx).map(|v| expr::truthy(&v)),
+    }
+}
+
+fn eval_count(d: &Dyn<f64>, cx: &dyn Context) -> Result<usize, String> {
+    let n = match d {
+        Dyn::Lit(n) => *n,
+        Dyn::Expr(t) => match eval(t, cx)? {
+            Value::Number(n) => n,
+            Value::String(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{s}` is not a number"))?,
+            other => {
+                return Err(format!(
+                    "expected a number, got `{}`",
+                    expr::to_string(&other)
+                ));
+            }
+        },
+    };
+    if n >= 1.0 && n.is_finite() {
+        Ok(n as usize)
+    } else {
+        Err(format!("expected a positive number, got {n}"))
+    }
+}
+
+fn eval_list(d: &Dyn<Vec<Value>>, cx: &dyn Context) -> Result<Vec<Value>, String> {
+    match d {
+        Dyn::Lit(v) => Ok(v.clone()),
+        Dyn::Expr(t) => match eval(t, cx)? {
+            Value::Array(a) => Ok(a),
+            other => Err(format!(
+                "expected a list, got `{}`",
+                expr::to_string(&other)
+            )),
+        },
+    }
+}

@@ -1,0 +1,185 @@
+//! Which workflows and jobs `kiln exec` runs, and the contexts they get.
+
+use crate::cli::ExecArgs;
+use crate::error::CliError;
+use crate::repo::Repo;
+use kiln_model::Value;
+use kiln_model::workflow::Workflow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Does `wf` run on `event`?
+pub fn triggered_by(wf: &Workflow, event: &str) -> bool {
+    let on = &wf.on;
+    match event {
+        "push" => on.push.is_some(),
+        "pull_request" => on.pull_request.is_some(),
+        "workflow_dispatch" => on.workflow_dispatch.is_some(),
+        "schedule" => !on.schedule.is_empty(),
+        "comment" => on.comment.is_some(),
+        other => on.other.iter().any(|e| e == other),
+    }
+}
+
+/// Does `--workflow NAME` name `wf`? Its `name:`, its file name, or its stem.
+pub fn names(wf: &Workflow, name: &str) -> bool {
+    let file = wf.file.rsplit('/').next().unwrap_or(&wf.file);
+    wf.name.as_deref() == Some(name)
+        || file == name
+        || wf.display_name() == name
+        || wf.file == name
+        || {
+            let stem = file
+                .strip_suffix(".yml")
+                .or_else(|| file.strip_suffix(".yaml"))
+                .unwrap_or(file);
+            stem == name
+        }
+}
+
+/// Job indices of `wf` to run: all of them, or the named ones and,
+/// transitively, the jobs they need, in file order.
+pub fn jobs(wf: &Workflow, wanted: &[String]) -> Result<Vec<usize>, CliError> {
+    if wanted.is_empty() {
+        return Ok((0..wf.jobs.len()).collect());
+    }
+    let mut keep = vec![false; wf.jobs.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    for w in wanted {
+        match wf.jobs.iter().position(|j| j.id.as_str() == w) {
+            Some(i) => stack.push(i),
+            None => {
+                let ids: Vec<&str> = wf.jobs.iter().map(|j| j.id.as_str()).collect();
+                let hint = ids
+                    .iter()
+                    .map(|id| (strsim::jaro_winkler(id, w), id))
+                    .filter(|(s, _)| *s > 0.8)
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, id)| format!("; did you mean `{id}`?"))
+                    .unwrap_or_default();
+                return Err(CliError::Usage(format!(
+                    "workflow `{}` has no job `{w}`{hint} (jobs: {})",
+                    wf.display_name(),
+                    ids.join(", ")
+                )));
+            }
+        }
+    }
+    while let Some(i) = stack.pop() {
+        if keep[i] {
+            continue;
+        }
+        keep[i] = true;
+        for need in &wf.jobs[i].needs {
+            if let Some(n) = wf.jobs.iter().position(|j| &j.id == need) {
+                stack.push(n);
+            }
+        }
+    }
+    Ok((0..wf.jobs.len()).filter(|i| keep[*i]).collect())
+}
+
+/// `--flag NAME` and `--flag NAME=VALUE` as the `kiln.flags` object.
+pub fn flags(raw: &[String]) -> Result<Value, CliError> {
+    let mut out = BTreeMap::new();
+    for f in raw {
+        let (k, v) = match f.split_once('=') {
+            Some((k, v)) => (k, Value::str(v)),
+            None => (f.as_str(), Value::Bool(true)),
+        };
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(CliError::Usage(format!(
+                "--flag `{f}`: a flag name uses letters, digits, `-` and `_`"
+            )));
+        }
+        out.insert(k.to_owned(), v);
+    }
+    Ok(Value::Object(out))
+}
+
+/// The `github` context of a local run (without `job`, set per job).
+pub fn github_context(
+    repo: &Repo,
+    wf: &Workflow,
+    args: &ExecArgs,
+    inputs: &Value,
+    run_id: &str,
+) -> Value {
+    let (git_ref, ref_name) = match &repo.branch {
+        Some(b) => (format!("refs/heads/{b}"), b.clone()),
+        None => (String::new(), String::new()),
+    };
+    let actor = std::env::var("USER").unwrap_or_else(|_| "local".into());
+    let mut event = BTreeMap::new();
+    if args.event == "workflow_dispatch" {
+        event.insert("inputs".to_owned(), inputs.clone());
+    }
+    Value::object([
+        ("event_name", Value::str(args.event.clone())),
+        ("sha", Value::str(repo.head.clone().unwrap_or_default())),
+        ("ref", Value::str(git_ref)),
+        ("ref_name", Value::str(ref_name)),
+        (
+            "ref_type",
+            Value::str(if repo.branch.is_some() { "branch" } else { "" }),
+        ),
+        ("head_ref", Value::str("")),
+        ("base_ref", Value::str("")),
+        ("repository", Value::str(repo.name.clone())),
+        ("repository_owner", Value::str("")),
+        ("workspace", Value::str(repo.root.display().to_string())),
+        ("workflow", Value::str(wf.display_name().to_owned())),
+        ("run_id", Value::str(run_id.to_owned())),
+        ("run_number", Value::str("1")),
+        ("run_attempt", Value::str("1")),
+        ("actor", Value::str(actor)),
+        ("server_url", Value::str("")),
+        ("token", Value::str("")),
+        ("action", Value::str("")),
+        ("event", Value::Object(event)),
+    ])
+}
+
+/// The workflows `kiln exec` runs.
+pub fn workflows(all: &[Arc<Workflow>], args: &ExecArgs) -> Result<Vec<Arc<Workflow>>, CliError> {
+    let chosen: Vec<Arc<Workflow>> = match &args.workflow {
+        Some(name) => all.iter().filter(|w| names(w, name)).cloned().collect(),
+        None if !args.jobs.is_empty() => all
+            .iter()
+            .filter(|w| {
+                w.jobs
+                    .iter()
+                    .any(|j| args.jobs.iter().any(|a| a == j.id.as_str()))
+            })
+            .cloned()
+            .collect(),
+        None => all
+            .iter()
+            .filter(|w| triggered_by(w, &args.event))
+            .cloned()
+            .collect(),
+    };
+    if chosen.is_empty() {
+        let list: Vec<String> = all
+            .iter()
+            .map(|w| format!("`{}` ({})", w.display_name(), w.file))
+            .collect();
+        let what = match (&args.workflow, args.jobs.is_empty()) {
+            (Some(n), _) => format!("no workflow is named `{n}`"),
+            (None, false) => format!("no workflow has a job named {}", args.jobs.join(", ")),
+            (None, true) => format!(
+                "no workflow runs on `{}`; pass --workflow NAME or --event EVENT",
+                args.event
+            ),
+        };
+        return Err(CliError::Usage(format!(
+            "{what} (workflows: {})",
+            list.join(", ")
+        )));
+    }
+    Ok(chosen)
+}
