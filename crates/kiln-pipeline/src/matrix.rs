@@ -114,6 +114,9 @@ pub enum MatrixError {
     TooMany,
 }
 
+/// Key/value pairs of an include entry: its filter or its extras.
+type Entry<'v> = Vec<(&'v String, &'v Value)>;
+
 /// Axes in order, each with its values.
 pub type Axes = Vec<(String, Vec<Value>)>;
 
@@ -139,11 +142,10 @@ pub fn expand(
         }
     }
     // Each include entry as (filter, extras).
-    let includes: Vec<(Vec<(&String, &Value)>, Vec<(&String, &Value)>)> =
-        entries("include", include)?
-            .into_iter()
-            .map(|entry| entry.iter().partition(|(k, _)| is_axis(k)))
-            .collect();
+    let includes: Vec<(Entry<'_>, Entry<'_>)> = entries("include", include)?
+        .into_iter()
+        .map(|entry| entry.iter().partition(|(k, _)| is_axis(k)))
+        .collect();
     let mut matched = vec![false; includes.len()];
 
     let mut out = Vec::new();

@@ -292,14 +292,23 @@ impl<'s> Cx<'s> {
     }
 
     /// Report an unknown key, suggesting the closest allowed one.
-    pub(crate) fn unknown_key(&mut self, key: &MarkedScalarNode, place: &str, allowed: &[&str]) {
+    /// Returns the suggestion, so callers can avoid a second error for the
+    /// key the user meant ("no `runs-on`" after "unknown key `runs_on`").
+    pub(crate) fn unknown_key<'a>(
+        &mut self,
+        key: &MarkedScalarNode,
+        place: &str,
+        allowed: &[&'a str],
+    ) -> Option<&'a str> {
         let at = self.at_scalar(key);
         let message = format!("unknown key `{}` in {place}", key.as_str());
-        let help = match suggest::closest(key.as_str(), allowed.iter().copied()) {
+        let suggestion = suggest::closest(key.as_str(), allowed.iter().copied());
+        let help = match suggestion {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("expected one of {}", suggest::list(allowed)),
         };
         self.error_help(at, message, help);
+        suggestion
     }
 
     /// The location of the start of the file, for things that are missing.

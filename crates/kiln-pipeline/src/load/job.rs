@@ -104,7 +104,11 @@ pub(crate) fn job(cx: &mut Cx<'_>, id: &MarkedScalarNode, body: &Node) -> Option
                 );
             }
             "with" | "secrets" => {}
-            _ => cx.unknown_key(k, &place, KEYS),
+            _ => match cx.unknown_key(k, &place, KEYS) {
+                Some("runs-on") => saw_runs_on = true,
+                Some("steps") => saw_steps = true,
+                Some(_) | None => {}
+            },
         }
     }
     if !reusable && !saw_runs_on {
@@ -161,7 +165,9 @@ fn runs_on(cx: &mut Cx<'_>, n: &Node) -> Vec<Template> {
                             Some("agents are chosen by `labels` alone".into()),
                         );
                     }
-                    _ => cx.unknown_key(k, "`runs-on`", &["labels", "group"]),
+                    _ => {
+                        cx.unknown_key(k, "`runs-on`", &["labels", "group"]);
+                    }
                 }
             }
             if !saw_labels {

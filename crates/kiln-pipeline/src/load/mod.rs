@@ -52,10 +52,7 @@ impl Loaded {
 /// Load the workflow file `file` (its path, used in diagnostics) with contents `src`.
 pub fn load(file: &str, src: &str) -> Loaded {
     let mut cx = cx::Cx::new(file, src);
-    let workflow = match yaml::parse(&mut cx, src) {
-        Some(root) => Some(workflow::workflow(&mut cx, &root)),
-        None => None,
-    };
+    let workflow = yaml::parse(&mut cx, src).map(|root| workflow::workflow(&mut cx, &root));
     let mut diagnostics = cx.diags;
     diagnostics.sort_by_key(|d| d.loc);
     Loaded {

@@ -25,11 +25,15 @@ pub(crate) fn defaults(cx: &mut Cx<'_>, n: &Node) -> RunDefaults {
                         "working-directory" => {
                             d.working_directory = cx.template(v, "`working-directory`")
                         }
-                        _ => cx.unknown_key(k, "`defaults.run`", &["shell", "working-directory"]),
+                        _ => {
+                            cx.unknown_key(k, "`defaults.run`", &["shell", "working-directory"]);
+                        }
                     }
                 }
             }
-            _ => cx.unknown_key(k, "`defaults`", &["run"]),
+            _ => {
+                cx.unknown_key(k, "`defaults`", &["run"]);
+            }
         }
     }
     d
@@ -54,7 +58,9 @@ pub(crate) fn concurrency(cx: &mut Cx<'_>, n: &Node) -> Option<Concurrency> {
                     .dyn_bool(v, "`cancel-in-progress`")
                     .unwrap_or(Dyn::Lit(false))
             }
-            _ => cx.unknown_key(k, "`concurrency`", &["group", "cancel-in-progress"]),
+            _ => {
+                cx.unknown_key(k, "`concurrency`", &["group", "cancel-in-progress"]);
+            }
         }
     }
     if group.is_none() {
@@ -80,7 +86,9 @@ pub(crate) fn environment(cx: &mut Cx<'_>, n: &Node) -> Option<Environment> {
         match k.as_str() {
             "name" => name = cx.template(v, "`name`"),
             "url" => url = cx.template(v, "`url`"),
-            _ => cx.unknown_key(k, "`environment`", &["name", "url"]),
+            _ => {
+                cx.unknown_key(k, "`environment`", &["name", "url"]);
+            }
         }
     }
     if name.is_none() {
@@ -127,7 +135,9 @@ pub(crate) fn container(cx: &mut Cx<'_>, n: &Node) -> Option<Container> {
             "volumes" => c.volumes = templates(cx, v, "`volumes`"),
             "ports" => c.ports = templates(cx, v, "`ports`"),
             "credentials" => c.credentials = credentials(cx, v),
-            _ => cx.unknown_key(k, "`container`", CONTAINER_KEYS),
+            _ => {
+                cx.unknown_key(k, "`container`", CONTAINER_KEYS);
+            }
         }
     }
     if !saw_image {
@@ -172,7 +182,9 @@ pub(crate) fn services(cx: &mut Cx<'_>, n: &Node) -> Vec<Service> {
                 "options" => s.options = cx.template(v, "`options`"),
                 "volumes" => s.volumes = templates(cx, v, "`volumes`"),
                 "credentials" => s.credentials = credentials(cx, v),
-                _ => cx.unknown_key(k, &place, CONTAINER_KEYS),
+                _ => {
+                    cx.unknown_key(k, &place, CONTAINER_KEYS);
+                }
             }
         }
         if !saw_image {
@@ -197,7 +209,9 @@ fn credentials(cx: &mut Cx<'_>, n: &Node) -> Option<Credentials> {
         match k.as_str() {
             "username" => username = cx.template(v, "`username`"),
             "password" => password = cx.template(v, "`password`"),
-            _ => cx.unknown_key(k, "`credentials`", &["username", "password"]),
+            _ => {
+                cx.unknown_key(k, "`credentials`", &["username", "password"]);
+            }
         }
     }
     match (username, password) {

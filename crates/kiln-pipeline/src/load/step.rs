@@ -85,7 +85,9 @@ fn step(cx: &mut Cx<'_>, n: &Node, job: &str, ids: &mut Vec<(String, At)>) -> Op
                     .unwrap_or(Dyn::Lit(false))
             }
             "timeout-minutes" => step.timeout_minutes = cx.dyn_number(v, "`timeout-minutes`"),
-            _ => cx.unknown_key(k, "a step", KEYS),
+            _ => {
+                cx.unknown_key(k, "a step", KEYS);
+            }
         }
     }
     step.action = match (run, uses) {

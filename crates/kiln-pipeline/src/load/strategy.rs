@@ -8,6 +8,7 @@ use crate::matrix;
 use kiln_model::Value;
 use kiln_model::workflow::{Dyn, Matrix, MatrixSpec, Strategy};
 use marked_yaml::Node;
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 
 pub(crate) fn strategy(cx: &mut Cx<'_>, n: &Node) -> Strategy {
     let mut s = Strategy::default();
@@ -27,7 +28,9 @@ pub(crate) fn strategy(cx: &mut Cx<'_>, n: &Node) -> Strategy {
                     cx.error(at, "`max-parallel` must be a positive whole number");
                 }
             }
-            _ => cx.unknown_key(k, "`strategy`", &["matrix", "fail-fast", "max-parallel"]),
+            _ => {
+                cx.unknown_key(k, "`strategy`", &["matrix", "fail-fast", "max-parallel"]);
+            }
         }
     }
     s
@@ -39,6 +42,7 @@ fn matrix(cx: &mut Cx<'_>, n: &Node) -> Option<Matrix> {
     }
     let map = cx.mapping(n, "`matrix`")?;
     let mut spec = MatrixSpec::default();
+    let mut well_formed = true;
     for (k, v) in map.iter() {
         match k.as_str() {
             "include" => spec.include = entries(cx, v, "`include`"),
@@ -49,11 +53,17 @@ fn matrix(cx: &mut Cx<'_>, n: &Node) -> Option<Matrix> {
                 } else if let Some(items) = cx.sequence(v, &format!("matrix axis `{axis}`")) {
                     let values = items.iter().map(|i| value(cx, i)).collect();
                     spec.axes.push((axis.to_owned(), Dyn::Lit(values)));
+                } else {
+                    well_formed = false;
                 }
             }
         }
     }
-    check_literal(cx, cx.at(n), &spec);
+    // Expand only what was read without errors, so one mistake is not
+    // reported twice.
+    if well_formed {
+        check_literal(cx, map, &spec);
+    }
     Some(Matrix::Static(spec))
 }
 
@@ -94,7 +104,7 @@ fn value(cx: &mut Cx<'_>, n: &Node) -> Value {
     node::to_value(&cx.src, n)
 }
 
-fn check_literal(cx: &mut Cx<'_>, at: At, spec: &MatrixSpec) {
+fn check_literal(cx: &mut Cx<'_>, map: &MarkedMappingNode, spec: &MatrixSpec) {
     let mut axes = Vec::new();
     for (name, values) in &spec.axes {
         match values {
@@ -105,7 +115,31 @@ fn check_literal(cx: &mut Cx<'_>, at: At, spec: &MatrixSpec) {
     let (Dyn::Lit(include), Dyn::Lit(exclude)) = (&spec.include, &spec.exclude) else {
         return;
     };
-    if let Err(e) = matrix::expand(&axes, include, exclude) {
-        cx.error(at, e.to_string());
-    }
+    let Err(e) = matrix::expand(&axes, include, exclude) else {
+        return;
+    };
+    // Point at the offending key where there is one, else at `matrix`'s first key.
+    let key = match &e {
+        matrix::MatrixError::UnknownExcludeKey { key } => exclude_key(map, key),
+        matrix::MatrixError::EmptyAxis { axis } => map.keys().find(|k| k.as_str() == axis),
+        _ => None,
+    };
+    let at = match key {
+        Some(k) => cx.at_scalar(k),
+        None => At {
+            loc: map
+                .keys()
+                .next()
+                .map_or(node::loc(map.span()), |k| node::loc(k.span())),
+            len: 1,
+        },
+    };
+    cx.error(at, e.to_string());
+}
+
+fn exclude_key<'n>(map: &'n MarkedMappingNode, key: &str) -> Option<&'n MarkedScalarNode> {
+    map.get_sequence("exclude")?
+        .iter()
+        .filter_map(|entry| entry.as_mapping())
+        .find_map(|entry| entry.keys().find(|k| k.as_str() == key))
 }

@@ -8,16 +8,10 @@ pub(crate) fn closest<'a>(
     let lower = word.to_lowercase();
     candidates
         .into_iter()
-        .map(|c| {
-            (
-                strsim::damerau_levenshtein(&lower, &c.to_lowercase()),
-                strsim::jaro_winkler(&lower, c),
-                c,
-            )
-        })
-        .filter(|&(d, jw, c)| d <= 2.max(c.len() / 3) || jw > 0.9)
-        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
-        .map(|(_, _, c)| c)
+        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_lowercase()), c))
+        .filter(|&(d, c)| d <= 1.max(c.chars().count() / 3))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
 }
 
 /// "`a`, `b` or `c`".
@@ -27,5 +21,18 @@ pub(crate) fn list(items: &[&str]) -> String {
         Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
         Some((last, _)) => last.clone(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest;
+
+    #[test]
+    fn close_words_only() {
+        assert_eq!(closest("runs_on", ["runs-on", "needs"]), Some("runs-on"));
+        assert_eq!(closest("matrx", ["matrix", "github"]), Some("matrix"));
+        assert_eq!(closest("foo", ["job", "env"]), None);
+        assert_eq!(closest("timeout", ["timeout-minutes"]), None);
     }
 }

@@ -172,7 +172,9 @@ fn ref_filter(
             "paths" => f.paths = list(cx),
             "paths-ignore" => f.paths_ignore = list(cx),
             "types" if !push => {}
-            _ => cx.unknown_key(k, what, keys),
+            _ => {
+                cx.unknown_key(k, what, keys);
+            }
         }
     }
     for (a, b) in [
@@ -205,7 +207,9 @@ fn schedules(cx: &mut Cx<'_>, n: &Node) -> Vec<kiln_model::workflow::Schedule> {
         for (k, v) in map.iter() {
             match k.as_str() {
                 "cron" => cron = cx.scalar_node(v, "`cron`"),
-                _ => cx.unknown_key(k, "a `schedule` entry", &["cron"]),
+                _ => {
+                    cx.unknown_key(k, "a `schedule` entry", &["cron"]);
+                }
             }
         }
         let Some(cron) = cron else {
@@ -245,7 +249,9 @@ fn dispatch(cx: &mut Cx<'_>, map: Option<&MarkedMappingNode>) -> Dispatch {
                     }
                 }
             }
-            _ => cx.unknown_key(k, "`on.workflow_dispatch`", &["inputs"]),
+            _ => {
+                cx.unknown_key(k, "`on.workflow_dispatch`", &["inputs"]);
+            }
         }
     }
     d
@@ -318,7 +324,9 @@ fn dispatch_input(cx: &mut Cx<'_>, name: &MarkedScalarNode, spec: &Node) -> Opti
                     options = Some((opts, at));
                 }
             }
-            _ => cx.unknown_key(k, &place, INPUT_KEYS),
+            _ => {
+                cx.unknown_key(k, &place, INPUT_KEYS);
+            }
         }
     }
     match (&mut input.kind, options) {
@@ -375,7 +383,9 @@ fn comment(
         for (k, v) in map.iter() {
             match k.as_str() {
                 "command" => command = cx.string(v, "`command`"),
-                _ => cx.unknown_key(k, "`on.comment`", &["command"]),
+                _ => {
+                    cx.unknown_key(k, "`on.comment`", &["command"]);
+                }
             }
         }
     }

@@ -47,7 +47,11 @@ pub(crate) fn workflow(cx: &mut Cx<'_>, root: &Node) -> Workflow {
             // Accepted so GitHub workflows load; kiln hands out no tokens.
             "permissions" => {}
             "jobs" => jobs_node = Some((k, v)),
-            _ => cx.unknown_key(k, "the workflow", KEYS),
+            _ => match cx.unknown_key(k, "the workflow", KEYS) {
+                Some("on") => saw_on = true,
+                Some("jobs") if jobs_node.is_none() => jobs_node = Some((k, v)),
+                Some(_) | None => {}
+            },
         }
     }
     if !saw_on {
