@@ -116,6 +116,8 @@ pub enum Command {
         key: InstanceKey,
         status: JobStatus,
     },
+    /// A node that will never be evaluated (the run was cancelled first).
+    NotRun { node: NodeIx, status: JobStatus },
     /// Every node is done.
     RunFinished {
         status: JobStatus,
@@ -307,6 +309,7 @@ impl RunGraph {
                         if let Some(needs) = self.needs_status(ix) {
                             if self.cancelled {
                                 self.nodes[ix].state = NodeState::Done(JobStatus::Cancelled);
+                                out.push(Command::NotRun { node: ix, status: JobStatus::Cancelled });
                             } else {
                                 self.nodes[ix].state = NodeState::Evaluating;
                                 out.push(Command::Evaluate { node: ix, needs });

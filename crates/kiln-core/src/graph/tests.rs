@@ -64,7 +64,7 @@ fn drive(
                     }
                 }
                 Command::Cancel { key } => cancelled.push(key),
-                Command::Dropped { .. } | Command::RunFinished { .. } => {}
+                Command::Dropped { .. } | Command::NotRun { .. } | Command::RunFinished { .. } => {}
             }
         }
         if events.is_empty() {
@@ -96,6 +96,7 @@ fn fmt(c: &Command) -> String {
         Command::Start { key } => format!("start {}.{}", key.node, key.index),
         Command::Cancel { key } => format!("cancel {}.{}", key.node, key.index),
         Command::Dropped { key, status } => format!("drop {}.{} {status}", key.node, key.index),
+        Command::NotRun { node, status } => format!("not-run {node} {status}"),
         Command::RunFinished { status } => format!("finished {status}"),
     }
 }
@@ -328,6 +329,7 @@ fn cancel_run_stops_running_and_drops_the_rest() {
             "drop 0.1 cancelled",
             "cancel 0.0",
             "done 0.0 cancelled",
+            "not-run 1 cancelled",
             "finished cancelled",
         ]
     );

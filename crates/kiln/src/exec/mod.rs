@@ -372,6 +372,13 @@ impl Driver<'_> {
                         r.reason = Some("cancelled before it started".into());
                         results.insert(key, r);
                     }
+                    Command::NotRun { node, status } => {
+                        let n = &nodes[node];
+                        let wf = &chosen[n.wf];
+                        let mut r = blank_result(wf, n.job, wf.jobs[n.job].id.as_str(), status);
+                        r.reason = Some("the run was cancelled before this job could start".into());
+                        results.insert(InstanceKey { node, index: 0 }, r);
+                    }
                     Command::RunFinished { .. } => {}
                 }
             }
@@ -665,8 +672,9 @@ impl JobTask {
         result.steps = outcome.steps;
         result.finished_at = Some(Timestamp::now());
         result.duration_ms = clock.elapsed().as_millis() as u64;
-        if let Some(r) = &result.reason {
-            observer.note(&format!("{}: {r}", result.status));
+        match &result.reason {
+            Some(r) if r != result.status.as_str() => observer.note(&format!("{}: {r}", result.status)),
+            Some(_) | None => {}
         }
         result
     }
