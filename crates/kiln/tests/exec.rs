@@ -524,3 +524,62 @@ fn unsupported_action_is_refused_before_running() {
     assert!(run.stderr.contains("u.yml:7:15"), "{}", run.stderr);
     assert!(run.stderr.contains("actions/setup-node@v4"), "{}", run.stderr);
 }
+
+#[test]
+fn background_processes_do_not_hang_the_run_and_are_stopped_at_job_end() {
+    let repo = Repo::new();
+    let pidfile = repo.path().join(".git/bg.pid");
+    repo.workflow(
+        "bg.yml",
+        &format!(
+            "on: push\njobs:\n  bg:\n    runs-on: x\n    steps:\n      - run: |\n          sleep 300 &\n          echo $! > {}\n          echo started\n      - run: echo next step\n",
+            pidfile.display()
+        ),
+    );
+    repo.commit();
+    let run = repo.exec(&["--kill-grace", "1"]);
+    run.code(0);
+    assert!(run.lines_of("bg").contains(&"next step".to_string()));
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    // The background process held stdout open; the run ended anyway, and
+    // the job's end stopped it.
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    assert!(!alive, "background process {pid} survived the job");
+}
+
+#[test]
+fn second_ctrl_c_kills_at_once() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::{BufRead, BufReader};
+
+    let repo = Repo::new();
+    repo.workflow(
+        "c.yml",
+        "on: push\njobs:\n  stubborn:\n    runs-on: x\n    steps:\n      - run: |\n          trap '' TERM\n          echo ready\n          sleep 120\n",
+    );
+    repo.commit();
+    let mut child = repo
+        .command(&["exec", "--kill-grace", "600"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = Pid::from_raw(child.id() as i32);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut wait_for = |needle: &str| {
+        for line in lines.by_ref() {
+            if line.expect("read").contains(needle) {
+                return;
+            }
+        }
+        panic!("kiln exited before printing {needle:?}");
+    };
+    wait_for("ready");
+    kill(pid, Signal::SIGINT).unwrap();
+    wait_for("cancelling running jobs");
+    kill(pid, Signal::SIGINT).unwrap();
+    wait_for("killing running jobs");
+    // With a 600 s grace period only the second Ctrl-C can end the run.
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+}

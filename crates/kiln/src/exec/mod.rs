@@ -221,6 +221,7 @@ impl Driver<'_> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Done>();
         let mut interrupts = interrupts();
         let mut interrupted = 0u32;
+        let mut started = 0usize;
         let mut pending = graph.start();
         let empty = Value::Object(BTreeMap::new());
 
@@ -305,6 +306,7 @@ impl Driver<'_> {
                         }
                     }
                     Command::Start { key } => {
+                        started += 1;
                         let n = &nodes[key.node];
                         let Some(slot) = slots.get(&key) else {
                             continue;
@@ -343,7 +345,7 @@ impl Driver<'_> {
                             in_place: self.args.in_place.then(|| self.repo.root.clone()),
                             source: self.source.clone(),
                             kill_grace: Duration::from_secs_f64(self.args.kill_grace.max(0.0)),
-                            observer: self.printer.job(key.node, &slot.instance.name),
+                            observer: self.printer.job(started, &slot.instance.name),
                             executor: executor.clone(),
                         };
                         let tx = tx.clone();

@@ -186,3 +186,14 @@ pub fn summary(printer: &Printer, jobs: &[&JobResult]) -> String {
     }
     s
 }
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
