@@ -117,7 +117,10 @@ pub enum Command {
         status: JobStatus,
     },
     /// A node that will never be evaluated (the run was cancelled first).
-    NotRun { node: NodeIx, status: JobStatus },
+    NotRun {
+        node: NodeIx,
+        status: JobStatus,
+    },
     /// Every node is done.
     RunFinished {
         status: JobStatus,
@@ -242,10 +245,10 @@ impl RunGraph {
     }
 
     fn settle(&mut self, node: NodeIx, status: JobStatus) {
-        if let Some(n) = self.nodes.get_mut(node) {
-            if n.state == NodeState::Evaluating {
-                n.state = NodeState::Done(status);
-            }
+        if let Some(n) = self.nodes.get_mut(node)
+            && n.state == NodeState::Evaluating
+        {
+            n.state = NodeState::Done(status);
         }
     }
 
@@ -309,7 +312,10 @@ impl RunGraph {
                         if let Some(needs) = self.needs_status(ix) {
                             if self.cancelled {
                                 self.nodes[ix].state = NodeState::Done(JobStatus::Cancelled);
-                                out.push(Command::NotRun { node: ix, status: JobStatus::Cancelled });
+                                out.push(Command::NotRun {
+                                    node: ix,
+                                    status: JobStatus::Cancelled,
+                                });
                             } else {
                                 self.nodes[ix].state = NodeState::Evaluating;
                                 out.push(Command::Evaluate { node: ix, needs });

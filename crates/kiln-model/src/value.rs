@@ -26,12 +26,16 @@ impl Value {
     /// ASCII case. `None` when `self` is not an object or has no such key.
     pub fn get_ci(&self, key: &str) -> Option<&Value> {
         match self {
-            Value::Object(map) => map
-                .get(key)
-                .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)),
-            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Array(_) => {
-                None
-            }
+            Value::Object(map) => map.get(key).or_else(|| {
+                map.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| v)
+            }),
+            Value::Null
+            | Value::Bool(_)
+            | Value::Number(_)
+            | Value::String(_)
+            | Value::Array(_) => None,
         }
     }
 

@@ -12,7 +12,9 @@ use crate::value::Value;
 use serde::{Deserialize, Serialize};
 
 /// A 1-based line and column in a workflow file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Loc {
     pub line: u32,
     pub col: u32,
@@ -28,7 +30,10 @@ pub struct Template {
 
 impl Template {
     pub fn new(src: impl Into<String>, loc: Loc) -> Self {
-        Template { src: src.into(), loc }
+        Template {
+            src: src.into(),
+            loc,
+        }
     }
 
     /// True when the text has no `${{` and so renders to itself.
@@ -81,7 +86,9 @@ impl Workflow {
             return n;
         }
         let base = self.file.rsplit('/').next().unwrap_or(&self.file);
-        base.strip_suffix(".yml").or_else(|| base.strip_suffix(".yaml")).unwrap_or(base)
+        base.strip_suffix(".yml")
+            .or_else(|| base.strip_suffix(".yaml"))
+            .unwrap_or(base)
     }
 }
 
@@ -200,7 +207,11 @@ pub struct Strategy {
 
 impl Default for Strategy {
     fn default() -> Self {
-        Strategy { matrix: None, fail_fast: Dyn::Lit(true), max_parallel: None }
+        Strategy {
+            matrix: None,
+            fail_fast: Dyn::Lit(true),
+            max_parallel: None,
+        }
     }
 }
 

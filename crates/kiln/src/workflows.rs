@@ -55,10 +55,10 @@ pub fn load_files(paths: &[PathBuf], root: Option<&Path>) -> Result<Vec<Workflow
 
 fn display_name(path: &Path, root: Option<&Path>) -> String {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    if let Some(root) = root {
-        if let Ok(rel) = abs.strip_prefix(root) {
-            return rel.display().to_string();
-        }
+    if let Some(root) = root
+        && let Ok(rel) = abs.strip_prefix(root)
+    {
+        return rel.display().to_string();
     }
     path.display().to_string()
 }

@@ -43,7 +43,12 @@ jobs:
     run.code(0);
     assert_eq!(run.job("build")["outputs"]["version"], "1.2.3");
     assert_eq!(run.job("build")["outputs"]["notes"], "line one\nline two");
-    assert!(run.lines_of("test").contains(&"got 1.2.3 (success)".to_string()), "{}", run.stdout);
+    assert!(
+        run.lines_of("test")
+            .contains(&"got 1.2.3 (success)".to_string()),
+        "{}",
+        run.stdout
+    );
     assert!(run.lines_of("deploy").contains(&"deploy 1.2.3".to_string()));
     // deploy started only after both of its needs finished.
     let end = |j: &str| run.job(j)["finished_at"].as_str().unwrap().to_owned();
@@ -81,11 +86,31 @@ jobs:
     repo.commit();
     let run = repo.exec(&[]);
     run.code(0);
-    let mut names: Vec<String> = run.jobs().iter().map(|j| j["name"].as_str().unwrap().to_owned()).collect();
+    let mut names: Vec<String> = run
+        .jobs()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap().to_owned())
+        .collect();
     names.sort();
-    assert_eq!(names, ["test (bsd, 9)", "test (linux, 1)", "test (linux, 2, yes)", "test (mac, 2)"]);
-    assert!(run.lines_of("test (linux, 2, yes)").iter().any(|l| l.starts_with("os=linux v=2 extra=yes index=1/4")));
-    assert!(run.lines_of("test (bsd, 9)").iter().any(|l| l.starts_with("os=bsd v=9 extra= index=3/4")));
+    assert_eq!(
+        names,
+        [
+            "test (bsd, 9)",
+            "test (linux, 1)",
+            "test (linux, 2, yes)",
+            "test (mac, 2)"
+        ]
+    );
+    assert!(
+        run.lines_of("test (linux, 2, yes)")
+            .iter()
+            .any(|l| l.starts_with("os=linux v=2 extra=yes index=1/4"))
+    );
+    assert!(
+        run.lines_of("test (bsd, 9)")
+            .iter()
+            .any(|l| l.starts_with("os=bsd v=9 extra= index=3/4"))
+    );
     assert_eq!(run.job("test (mac, 2)")["matrix"]["os"], "mac");
 }
 
@@ -122,8 +147,14 @@ jobs:
     run.code(1);
     assert_eq!(run.job_status("tolerant"), "success");
     let steps = run.steps("tolerant");
-    assert_eq!((steps[0].1.as_str(), steps[0].2.as_str()), ("success", "failure"));
-    assert!(run.lines_of("tolerant").contains(&"after failure/success".to_string()));
+    assert_eq!(
+        (steps[0].1.as_str(), steps[0].2.as_str()),
+        ("success", "failure")
+    );
+    assert!(
+        run.lines_of("tolerant")
+            .contains(&"after failure/success".to_string())
+    );
     assert_eq!(run.job("tolerant")["steps"][0]["exit_code"], 7);
 
     assert_eq!(run.job_status("strict"), "failure");
@@ -168,7 +199,10 @@ jobs:
     run.code(1);
     assert_eq!(run.job_status("b"), "skipped");
     assert_eq!(run.job_status("report"), "success");
-    assert!(run.lines_of("report").contains(&"a=failure b=skipped".to_string()));
+    assert!(
+        run.lines_of("report")
+            .contains(&"a=failure b=skipped".to_string())
+    );
     assert_eq!(run.job_status("on-failure"), "success");
 }
 
@@ -197,7 +231,13 @@ jobs:
     run.code(1);
     let step = &run.job("slow")["steps"][0];
     assert_eq!(step["status"], "failure");
-    assert!(step["reason"].as_str().unwrap().starts_with("timed out after"), "{step}");
+    assert!(
+        step["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after"),
+        "{step}"
+    );
     assert!(step["duration_ms"].as_u64().unwrap() < 20_000);
     assert!(run.lines_of("slow").contains(&"after timeout".to_string()));
 }
@@ -213,7 +253,12 @@ fn job_timeout_fails_the_job_with_a_reason() {
     let run = repo.exec(&["--kill-grace", "0.2"]);
     run.code(1);
     assert_eq!(run.job_status("slow"), "failure");
-    assert!(run.job("slow")["reason"].as_str().unwrap().starts_with("timed out after"));
+    assert!(
+        run.job("slow")["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("timed out after")
+    );
 }
 
 #[test]
@@ -237,13 +282,21 @@ jobs:
 "#,
         );
     repo.commit();
-    repo.file("tracked.txt", "uncommitted change\n").file("untracked.txt", "new file\n").file("ignored.txt", "x");
+    repo.file("tracked.txt", "uncommitted change\n")
+        .file("untracked.txt", "new file\n")
+        .file("ignored.txt", "x");
     let run = repo.exec(&[]);
     run.code(0);
     let lines = run.lines_of("writer");
-    assert!(lines.contains(&"uncommitted change".to_string()) && lines.contains(&"new file".to_string()));
+    assert!(
+        lines.contains(&"uncommitted change".to_string())
+            && lines.contains(&"new file".to_string())
+    );
     assert!(run.lines_of("reader").contains(&"clean".to_string()));
-    assert!(!repo.path().join("scribble.txt").exists(), "fresh workspaces must not touch the tree");
+    assert!(
+        !repo.path().join("scribble.txt").exists(),
+        "fresh workspaces must not touch the tree"
+    );
 
     // --in-place runs in the working tree itself.
     let run = repo.exec(&["--in-place", "--job", "writer"]);
@@ -284,7 +337,10 @@ jobs:
     let run = repo.exec(&[]);
     run.code(0);
     let lines = run.lines_of("e");
-    assert!(lines.contains(&"level=job keep=wf from=set earlier ctx=set earlier".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"level=job keep=wf from=set earlier ctx=set earlier".to_string()),
+        "{lines:?}"
+    );
     assert!(lines.contains(&"tool says hi".to_string()));
     assert!(lines.contains(&"level=step ci=true ws-set=yes gh=yes".to_string()));
 }
@@ -320,7 +376,10 @@ jobs:
     let run = repo.exec(&[]);
     run.code(1);
     let lines = run.lines_of("s");
-    assert!(lines.contains(&"py sub".to_string()) && lines.contains(&"sh m".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"py sub".to_string()) && lines.contains(&"sh m".to_string()),
+        "{lines:?}"
+    );
     assert!(!lines.iter().any(|l| l == "bash -e stops before this"));
     assert!(lines.contains(&"root".to_string()));
 }
@@ -351,18 +410,46 @@ jobs:
 "#,
     );
     repo.commit();
-    let run = repo.exec(&["--event", "workflow_dispatch", "--input", "level=3", "--input", "target=prod", "--flag", "extra"]);
+    let run = repo.exec(&[
+        "--event",
+        "workflow_dispatch",
+        "--input",
+        "level=3",
+        "--input",
+        "target=prod",
+        "--flag",
+        "extra",
+    ]);
     run.code(0);
     let lines = run.lines_of("d");
-    assert!(lines.contains(&"level=3 plus=true target=prod".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"level=3 plus=true target=prod".to_string()),
+        "{lines:?}"
+    );
     assert!(lines.contains(&"extra tier".to_string()));
 
-    let bad = repo.exec(&["--event", "workflow_dispatch", "--input", "level=high", "--input", "target=prod"]);
+    let bad = repo.exec(&[
+        "--event",
+        "workflow_dispatch",
+        "--input",
+        "level=high",
+        "--input",
+        "target=prod",
+    ]);
     bad.code(2);
-    assert!(bad.stderr.contains("input `level` is a number: `high` is not a number"), "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("input `level` is a number: `high` is not a number"),
+        "{}",
+        bad.stderr
+    );
     let bad = repo.exec(&["--event", "workflow_dispatch", "--input", "target=dev"]);
     bad.code(2);
-    assert!(bad.stderr.contains("must be one of `staging`, `prod`"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("must be one of `staging`, `prod`"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[test]
@@ -375,12 +462,20 @@ fn job_selection_runs_needs_too() {
     repo.commit();
     let run = repo.exec(&["--job", "b"]);
     run.code(0);
-    let mut names: Vec<&str> = run.jobs().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> = run
+        .jobs()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["a", "b"]);
     let bad = repo.exec(&["--workflow", "j", "--job", "bb"]);
     bad.code(2);
-    assert!(bad.stderr.contains("has no job `bb`; did you mean `b`?"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("has no job `bb`; did you mean `b`?"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[test]
@@ -402,7 +497,10 @@ jobs:
     run.code(0);
     let span = |j: &str| {
         let job = run.job(j);
-        (job["started_at"].as_str().unwrap().to_owned(), job["finished_at"].as_str().unwrap().to_owned())
+        (
+            job["started_at"].as_str().unwrap().to_owned(),
+            job["finished_at"].as_str().unwrap().to_owned(),
+        )
     };
     let (hs, he) = span("heavy");
     for light in ["light1", "light2", "light3"] {
@@ -414,11 +512,18 @@ jobs:
 #[test]
 fn invalid_workflow_exits_2_with_diagnostics() {
     let repo = Repo::new();
-    repo.workflow("bad.yml", "on: push\njobs:\n  a:\n    runs_on: x\n    steps:\n      - run: echo hi\n");
+    repo.workflow(
+        "bad.yml",
+        "on: push\njobs:\n  a:\n    runs_on: x\n    steps:\n      - run: echo hi\n",
+    );
     repo.commit();
     let run = repo.exec(&[]);
     run.code(2);
-    assert!(run.stderr.contains(".kiln/workflows/bad.yml:4:5"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(".kiln/workflows/bad.yml:4:5"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("runs-on"), "{}", run.stderr);
     assert!(run.results.is_none());
 }
@@ -434,8 +539,18 @@ fn hash_files_in_steps() {
     repo.commit();
     let run = repo.exec(&[]);
     run.code(0);
-    let line = run.lines_of("h").into_iter().find(|l| l.starts_with("key=")).expect("line");
-    let key = line.strip_prefix("key=").unwrap().split(' ').next().unwrap().to_owned();
+    let line = run
+        .lines_of("h")
+        .into_iter()
+        .find(|l| l.starts_with("key="))
+        .expect("line");
+    let key = line
+        .strip_prefix("key=")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
     assert_eq!(key.len(), 64);
     assert!(line.ends_with("none=[]"));
 }
@@ -451,9 +566,22 @@ fn results_document_has_phases_in_order() {
     assert_eq!(doc["schema"], "kiln.results/v1");
     assert_eq!(doc["runs"][0]["commit"], sha.as_str());
     assert_eq!(doc["runs"][0]["status"], "success");
-    let kinds: Vec<&str> = run.job("p")["phases"].as_array().unwrap().iter().map(|p| p["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["queue-wait", "workspace", "step", "step", "cleanup"]);
-    let names: Vec<&str> = run.job("p")["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = run.job("p")["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["queue-wait", "workspace", "step", "step", "cleanup"]
+    );
+    let names: Vec<&str> = run.job("p")["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(&names[2..4], ["one", "two"]);
 }
 
@@ -488,7 +616,7 @@ jobs:
     );
     repo.commit();
     let json = repo.path().join(".git/r.json");
-    let mut child = repo
+    let child = repo
         .command(&["exec", "--json", json.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -505,7 +633,10 @@ jobs:
     run.code(130);
     assert_eq!(run.job_status("long"), "cancelled");
     assert_eq!(run.job_status("later"), "cancelled");
-    assert!(cleaned.exists(), "the always() step must run after a cancel");
+    assert!(
+        cleaned.exists(),
+        "the always() step must run after a cancel"
+    );
     let steps = run.steps("long");
     assert_eq!(steps[0].1, "cancelled");
     assert_eq!(steps[1].1, "success");
@@ -522,7 +653,11 @@ fn unsupported_action_is_refused_before_running() {
     let run = repo.exec(&[]);
     run.code(2);
     assert!(run.stderr.contains("u.yml:7:15"), "{}", run.stderr);
-    assert!(run.stderr.contains("actions/setup-node@v4"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("actions/setup-node@v4"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -540,7 +675,11 @@ fn background_processes_do_not_hang_the_run_and_are_stopped_at_job_end() {
     let run = repo.exec(&["--kill-grace", "1"]);
     run.code(0);
     assert!(run.lines_of("bg").contains(&"next step".to_string()));
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // The background process held stdout open; the run ended anyway, and
     // the job's end stopped it.
     let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();

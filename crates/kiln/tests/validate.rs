@@ -2,9 +2,9 @@
 
 mod support;
 
-use support::{KILN, Repo};
 use std::path::PathBuf;
 use std::process::Command;
+use support::{KILN, Repo};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/workflows")
@@ -40,7 +40,11 @@ fn real_workflows_report_exactly_their_unsupported_actions() {
             let text = std::fs::read_to_string(&path).unwrap();
             expected += text
                 .lines()
-                .filter_map(|l| l.trim_start().trim_start_matches("- ").strip_prefix("uses:"))
+                .filter_map(|l| {
+                    l.trim_start()
+                        .trim_start_matches("- ")
+                        .strip_prefix("uses:")
+                })
                 .filter(|u| !u.trim().starts_with("actions/checkout@"))
                 .count();
         }
@@ -57,16 +61,35 @@ fn text_output_points_at_file_line_col_with_a_hint() {
     );
     let run = repo.kiln(&["validate"]);
     run.code(2);
-    assert!(run.stdout.contains(".kiln/workflows/ci.yml:5:5"), "{}", run.stdout);
-    assert!(run.stdout.contains("did you mean `needs`?"), "{}", run.stdout);
-    assert!(run.stdout.contains(".kiln/workflows/ci.yml:7:"), "{}", run.stdout);
-    assert!(run.stderr.contains("2 errors in 1 workflow file"), "{}", run.stderr);
+    assert!(
+        run.stdout.contains(".kiln/workflows/ci.yml:5:5"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("did you mean `needs`?"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(".kiln/workflows/ci.yml:7:"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("2 errors in 1 workflow file"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn valid_files_exit_0() {
     let repo = Repo::new();
-    repo.workflow("ok.yml", "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ok\n");
+    repo.workflow(
+        "ok.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ok\n",
+    );
     let run = repo.kiln(&["validate"]);
     run.code(0);
     assert!(run.stderr.contains("1 workflow file valid"));
@@ -77,5 +100,9 @@ fn missing_path_is_a_usage_error() {
     let repo = Repo::new();
     let run = repo.kiln(&["validate", "nope.yml"]);
     run.code(2);
-    assert!(run.stderr.contains("nope.yml: no such file or directory"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("nope.yml: no such file or directory"),
+        "{}",
+        run.stderr
+    );
 }

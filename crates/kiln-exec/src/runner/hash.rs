@@ -47,10 +47,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> 
             if entry.file_name() != ".git" {
                 walk(root, &path, out)?;
             }
-        } else if ty.is_file() {
-            if let Ok(rel) = path.strip_prefix(root) {
-                out.push(rel.to_path_buf());
-            }
+        } else if ty.is_file()
+            && let Ok(rel) = path.strip_prefix(root)
+        {
+            out.push(rel.to_path_buf());
         }
     }
     Ok(())

@@ -662,10 +662,10 @@ impl JobTask {
         let dir = self.dir.clone();
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
         let mut phases = outcome.phases;
-        if let Some(last) = phases.last_mut() {
-            if last.kind == PhaseKind::Cleanup {
-                last.duration_ms += cleanup_clock.elapsed().as_millis() as u64;
-            }
+        if let Some(last) = phases.last_mut()
+            && last.kind == PhaseKind::Cleanup
+        {
+            last.duration_ms += cleanup_clock.elapsed().as_millis() as u64;
         }
         result.phases.extend(phases);
         result.status = outcome.status;
@@ -675,7 +675,9 @@ impl JobTask {
         result.finished_at = Some(Timestamp::now());
         result.duration_ms = clock.elapsed().as_millis() as u64;
         match &result.reason {
-            Some(r) if r != result.status.as_str() => observer.note(&format!("{}: {r}", result.status)),
+            Some(r) if r != result.status.as_str() => {
+                observer.note(&format!("{}: {r}", result.status))
+            }
             Some(_) | None => {}
         }
         result

@@ -159,11 +159,11 @@ pub fn summary(printer: &Printer, jobs: &[&JobResult]) -> String {
     for j in jobs {
         let mut steps: Vec<&StepResult> =
             j.steps.iter().filter(|s| s.started_at.is_some()).collect();
-        steps.sort_by(|a, b| b.duration_ms.cmp(&a.duration_ms));
+        steps.sort_by_key(|s| std::cmp::Reverse(s.duration_ms));
         let slowest: Vec<String> = steps
             .iter()
             .take(2)
-            .map(|s| format!("{} ({})", s.name, fmt_ms(s.duration_ms)))
+            .map(|s| format!("{} ({})", shorten(&s.name, 40), fmt_ms(s.duration_ms)))
             .collect();
         let status = printer.status(j.status);
         // Pad by the visible width, not the escape codes.

@@ -67,10 +67,6 @@ impl Source {
         }
         Ok(())
     }
-
-    pub fn file_count(&self) -> usize {
-        self.files.len()
-    }
 }
 
 #[cfg(test)]

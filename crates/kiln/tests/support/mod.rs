@@ -17,7 +17,10 @@ pub struct Repo {
 impl Repo {
     /// An empty git repository with a committer configured.
     pub fn new() -> Repo {
-        let dir = tempfile::Builder::new().prefix("kiln-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-test-")
+            .tempdir()
+            .expect("tempdir");
         let repo = Repo { dir };
         repo.git(&["init", "-q", "-b", "main"]);
         repo.git(&["config", "user.email", "test@kiln.invalid"]);
@@ -41,8 +44,17 @@ impl Repo {
     }
 
     pub fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git").arg("-C").arg(self.path()).args(args).output().expect("git");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(self.path())
+            .args(args)
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -54,7 +66,10 @@ impl Repo {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(KILN);
-        c.current_dir(self.path()).args(args).env("KILN_COLOR", "never").env_remove("NO_COLOR");
+        c.current_dir(self.path())
+            .args(args)
+            .env("KILN_COLOR", "never")
+            .env_remove("NO_COLOR");
         c
     }
 
@@ -85,9 +100,10 @@ pub struct Run {
 
 impl Run {
     pub fn from_output(out: Output, json: Option<PathBuf>) -> Run {
-        let results = json
-            .filter(|p| p.exists())
-            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).expect("read json")).expect("parse json"));
+        let results = json.filter(|p| p.exists()).map(|p| {
+            serde_json::from_str(&std::fs::read_to_string(p).expect("read json"))
+                .expect("parse json")
+        });
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -97,13 +113,22 @@ impl Run {
     }
 
     pub fn code(&self, want: i32) -> &Run {
-        assert_eq!(self.code, want, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, want,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     pub fn jobs(&self) -> Vec<&Value> {
         let r = self.results.as_ref().expect("no results document");
-        r["runs"].as_array().expect("runs").iter().flat_map(|run| run["jobs"].as_array().expect("jobs")).collect()
+        r["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .flat_map(|run| run["jobs"].as_array().expect("jobs"))
+            .collect()
     }
 
     /// The job result whose display name is `name`.
@@ -115,7 +140,10 @@ impl Run {
     }
 
     pub fn job_status(&self, name: &str) -> String {
-        self.job(name)["status"].as_str().expect("status").to_owned()
+        self.job(name)["status"]
+            .as_str()
+            .expect("status")
+            .to_owned()
     }
 
     /// (name, status, outcome) of each step of a job.
@@ -137,6 +165,10 @@ impl Run {
     /// Step output lines of a job, without the `[job]` prefix.
     pub fn lines_of(&self, job: &str) -> Vec<String> {
         let prefix = format!("[{job}] ");
-        self.stdout.lines().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_owned).collect()
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(str::to_owned)
+            .collect()
     }
 }
