@@ -11,6 +11,6 @@ pub mod status;
 pub mod value;
 pub mod workflow;
 
-pub use ids::{JobId, StepId};
+pub use ids::{AgentId, InstanceId, JobId, RepoId, RunId, StepId};
 pub use status::{JobStatus, StepStatus};
 pub use value::Value;

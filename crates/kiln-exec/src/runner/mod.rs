@@ -53,6 +53,22 @@ pub struct JobRun {
     pub kill_grace: Duration,
     /// Unique name of this attempt, for the executor's labels.
     pub label: String,
+    /// What `actions/checkout` does. `None`: the workspace already holds
+    /// the tree (`kiln exec`), so the step only says so.
+    pub checkout: Option<Arc<dyn Checkout>>,
+}
+
+/// Puts the job's commit into the workspace, for the `actions/checkout`
+/// built-in. Called at most once per step that uses it.
+#[async_trait::async_trait]
+pub trait Checkout: Send + Sync + std::fmt::Debug {
+    /// Check out into `workspace` (which exists and may be empty); report
+    /// progress through `log`. `Err` fails the step with that message.
+    async fn checkout(
+        &self,
+        workspace: &Path,
+        log: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<(), String>;
 }
 
 /// Receives what happens in a job, as it happens. Called from the runner's
@@ -533,18 +549,29 @@ impl<'r> JobState<'r> {
                 builtin: Builtin::Checkout,
                 ..
             } => {
-                observer.line(
-                    number,
-                    LogLine {
-                        stream: crate::port::Stream::Stdout,
-                        at: SystemTime::now(),
-                        text: format!(
-                            "workspace already holds the commit: {}",
+                let say = |text: String| {
+                    observer.line(
+                        number,
+                        LogLine {
+                            stream: crate::port::Stream::Stdout,
+                            at: SystemTime::now(),
+                            text,
+                        },
+                    )
+                };
+                return match &self.run.checkout {
+                    None => {
+                        say(format!(
+                            "workspace already holds the tree: {}",
                             self.run.workspace.display()
-                        ),
+                        ));
+                        StepStatus::Success
+                    }
+                    Some(c) => match c.checkout(&self.run.workspace, &say).await {
+                        Ok(()) => StepStatus::Success,
+                        Err(e) => fail(result, format!("checkout: {e}")),
                     },
-                );
-                return StepStatus::Success;
+                };
             }
             StepAction::Unsupported { uses } => {
                 return fail(result, format!("action `{uses}` is not supported by kiln"));

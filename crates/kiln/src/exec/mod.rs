@@ -653,6 +653,7 @@ impl JobTask {
                 self.key.node,
                 self.key.index
             ),
+            checkout: None,
         };
         let observer: Arc<dyn JobObserver> = Arc::new(self.observer);
         let outcome = run_job(self.executor.as_ref(), &run, observer.clone(), &self.cancel).await;

@@ -1,0 +1,220 @@
+//! The public REST API's bodies. Every error response is an [`ErrorBody`];
+//! status codes: 400 bad input, 401 no or unknown token, 403 token lacks the
+//! role, 404 unknown id, 409 conflict (stale fencing token, duplicate name),
+//! 413 body too large, 500 server fault.
+
+use jiff::Timestamp;
+use kiln_model::{AgentId, InstanceId, JobStatus, RunId, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Every error: a message a person can act on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// What a token may do. Admin ⊃ maintainer ⊃ viewer; agent tokens reach
+/// only the agent endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Maintainer,
+    Viewer,
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Maintainer => "maintainer",
+            Role::Viewer => "viewer",
+            Role::Agent => "agent",
+        }
+    }
+
+    /// Does a token with this role satisfy a route that needs `needed`?
+    pub fn allows(self, needed: Role) -> bool {
+        match (self, needed) {
+            (Role::Agent, Role::Agent) => true,
+            (Role::Agent, Role::Admin | Role::Maintainer | Role::Viewer) => false,
+            (Role::Admin | Role::Maintainer | Role::Viewer, Role::Agent) => false,
+            (Role::Admin, Role::Admin | Role::Maintainer | Role::Viewer) => true,
+            (Role::Maintainer, Role::Maintainer | Role::Viewer) => true,
+            (Role::Maintainer, Role::Admin) => false,
+            (Role::Viewer, Role::Viewer) => true,
+            (Role::Viewer, Role::Admin | Role::Maintainer) => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "maintainer" => Ok(Role::Maintainer),
+            "viewer" => Ok(Role::Viewer),
+            "agent" => Ok(Role::Agent),
+            other => Err(format!(
+                "unknown role `{other}`: expected admin, maintainer, viewer or agent"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AddRepo {
+    pub name: String,
+    /// Any git URL: file://, git://, http(s)://, ssh, or a local path.
+    pub url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RepoInfo {
+    pub name: String,
+    pub url: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TriggerRequest {
+    /// A branch or tag (`main`, `refs/tags/v1`); default: the remote's HEAD.
+    #[serde(default)]
+    pub git_ref: Option<String>,
+    /// A commit to pin instead of resolving `git_ref`.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// Only this workflow (name, file name or stem); default: every workflow
+    /// that runs on `event`.
+    #[serde(default)]
+    pub workflow: Option<String>,
+    /// Default `push`.
+    #[serde(default)]
+    pub event: Option<String>,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// `NAME` or `NAME=VALUE`, visible as `kiln.flags.NAME`.
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TriggerResponse {
+    pub runs: Vec<RunSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: RunId,
+    pub repo: String,
+    pub workflow_name: String,
+    pub workflow_file: String,
+    pub commit: String,
+    pub git_ref: Option<String>,
+    pub event: String,
+    pub status: JobStatus,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    /// Why the run failed before any job ran (the diagnostics of an invalid
+    /// workflow, rendered as `kiln validate` prints them).
+    pub error: Option<String>,
+    pub jobs: Vec<JobSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: InstanceId,
+    /// The key under `jobs:`.
+    pub job: String,
+    pub name: String,
+    pub status: JobStatus,
+    /// The current or last attempt (the fencing token).
+    pub attempt: u32,
+    pub agent: Option<String>,
+    pub runs_on: Vec<String>,
+    pub weight: u32,
+    pub reason: Option<String>,
+    pub queued_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetryRequest {
+    /// Rerun only the jobs that did not succeed (and what needs them).
+    #[serde(default)]
+    pub failed_only: bool,
+}
+
+/// One stored line of job output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub job: InstanceId,
+    pub attempt: u32,
+    /// 1-based step number; 0 for kiln's own messages about the job.
+    pub step: u32,
+    pub stream: LogStream,
+    pub at: Timestamp,
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    /// A message from kiln itself.
+    System,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub id: AgentId,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub capacity: u32,
+    /// Capacity taken by running jobs.
+    pub used: u32,
+    pub online: bool,
+    pub last_seen: Timestamp,
+    pub running: Vec<InstanceId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueuedJob {
+    pub id: InstanceId,
+    pub run: RunId,
+    pub repo: String,
+    pub name: String,
+    pub runs_on: Vec<String>,
+    pub weight: u32,
+    pub queued_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreateToken {
+    pub role: Role,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// The secret, shown this once; the server keeps only its hash.
+    pub token: String,
+    pub role: Role,
+    pub name: Option<String>,
+}
+
+/// Extra run information a trigger may carry into the `github` context.
+pub type EventPayload = BTreeMap<String, Value>;

@@ -1,0 +1,17 @@
+//! Storage: the ports the server's engine talks to, and their adapters.
+//!
+//! The store, not memory, is the source of truth: every accepted trigger,
+//! transition, lease and log line is committed before the server answers,
+//! so a killed server loses nothing and a second server (PostgreSQL, later)
+//! can work from the same data. Ports are narrow traits by subject
+//! ([`ports`]); adapters live beside them (`sqlite`); [`conformance`] is the
+//! one suite every adapter must pass.
+//!
+//! Time never comes from the clock here: callers pass `now`.
+
+pub mod ports;
+pub mod types;
+
+pub use ports::{
+    AgentStore, AuthStore, LogStore, QueueStore, RepoStore, RunStore, Store, StoreError,
+};

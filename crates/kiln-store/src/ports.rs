@@ -1,0 +1,156 @@
+//! The storage ports. Each trait is one subject; [`Store`] is all of them.
+//!
+//! Contract for every method:
+//! - it is one transaction: it happens entirely or not at all;
+//! - it may be called concurrently from many tasks (and, with a shared
+//!   database, from many servers); conditional updates make that safe;
+//! - `now` is passed in, never read from the clock;
+//! - errors: [`StoreError::NotFound`] for an unknown id,
+//!   [`StoreError::Conflict`] for a duplicate name or a lost optimistic
+//!   race (retry after re-reading), [`StoreError::Stale`] for a fencing
+//!   token (attempt) that is no longer current — the caller's view is out
+//!   of date and nothing was changed; [`StoreError::Backend`] for the
+//!   database itself.
+//! Cancellation: dropping a future mid-call rolls its transaction back.
+
+use crate::types::*;
+use jiff::Timestamp;
+use kiln_model::{AgentId, InstanceId, RepoId, RunId};
+use kiln_proto::api::{LogEntry, Role};
+use kiln_proto::results::JobResult;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("stale attempt: {0}")]
+    Stale(String),
+    #[error("storage: {0}")]
+    Backend(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[async_trait::async_trait]
+pub trait RepoStore: Send + Sync {
+    /// Conflict if the name is taken.
+    async fn add_repo(&self, name: &str, url: &str, now: Timestamp) -> Result<RepoRecord>;
+    async fn repos(&self) -> Result<Vec<RepoRecord>>;
+    async fn repo_by_name(&self, name: &str) -> Result<Option<RepoRecord>>;
+}
+
+#[async_trait::async_trait]
+pub trait RunStore: Send + Sync {
+    async fn create_run(&self, run: NewRun) -> Result<RunRecord>;
+    async fn run(&self, id: RunId) -> Result<RunRecord>;
+    /// Newest first; `repo` filters; at most `limit`.
+    async fn runs(&self, repo: Option<RepoId>, limit: u32) -> Result<Vec<RunRecord>>;
+    /// Runs not yet finished (for reconciliation at start).
+    async fn active_runs(&self) -> Result<Vec<RunId>>;
+    /// Apply a transition atomically (see [`Transition`]); returns the new
+    /// version. Conflict when the run's version moved on.
+    async fn apply(&self, run: RunId, t: Transition) -> Result<i64>;
+    /// Instances of a run, ordered by (node, index).
+    async fn instances(&self, run: RunId) -> Result<Vec<InstanceRecord>>;
+    async fn instance(&self, id: InstanceId) -> Result<InstanceRecord>;
+    /// Every attempt of every instance of a run, in (instance, attempt) order.
+    async fn attempts(&self, run: RunId) -> Result<Vec<AttemptRecord>>;
+    /// Terminal instances whose status the run graph has not seen yet.
+    async fn unapplied(&self) -> Result<Vec<(RunId, InstanceId)>>;
+}
+
+#[async_trait::async_trait]
+pub trait QueueStore: Send + Sync {
+    /// Queued instances not asking to be cancelled, oldest first, at most `limit`.
+    async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>>;
+    /// Lease a queued instance to an agent: only if it is still queued.
+    /// Increments the attempt (the new fencing token), records the attempt,
+    /// sets status Running and the lease. `None` if someone else got it.
+    async fn claim(
+        &self,
+        id: InstanceId,
+        agent: AgentId,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<InstanceRecord>>;
+    /// Extend the lease; returns whether cancellation was requested.
+    /// Stale unless the instance is Running at this attempt.
+    async fn heartbeat(
+        &self,
+        id: InstanceId,
+        attempt: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<bool>;
+    /// Record the attempt's result: the instance becomes terminal with the
+    /// result's status, `graph_applied = false`. Stale unless Running at
+    /// this attempt. Returns the run.
+    async fn complete(
+        &self,
+        id: InstanceId,
+        attempt: u32,
+        result: JobResult,
+        now: Timestamp,
+    ) -> Result<RunId>;
+    /// Running instances whose lease ended before `now`: the attempt ends
+    /// as `agent-lost`; the instance is requeued while attempts remain and
+    /// it was not cancelled, else it fails (`graph_applied = false`).
+    async fn expire_leases(&self, now: Timestamp) -> Result<Vec<Expired>>;
+    /// Give every running lease until `until` (after a server restart, so
+    /// downtime does not count against agents).
+    async fn extend_all_leases(&self, until: Timestamp) -> Result<()>;
+    /// Capacity in use per agent (sum of weights of Running instances).
+    async fn running_by_agent(&self) -> Result<Vec<(AgentId, InstanceId, u32)>>;
+}
+
+#[async_trait::async_trait]
+pub trait LogStore: Send + Sync {
+    /// Store one chunk (compressed by the adapter). Idempotent on
+    /// (instance, attempt, seq): a repeat is accepted and ignored. Stale if
+    /// `attempt` is not the instance's current attempt.
+    async fn append_logs(
+        &self,
+        id: InstanceId,
+        attempt: u32,
+        seq: u64,
+        lines: &[LogEntry],
+    ) -> Result<()>;
+    /// Lines of a run (optionally one instance), in (instance, attempt, seq)
+    /// order, from chunks stored after `after` (0 for all).
+    async fn logs(&self, run: RunId, instance: Option<InstanceId>, after: i64) -> Result<LogPage>;
+}
+
+#[async_trait::async_trait]
+pub trait AgentStore: Send + Sync {
+    /// Register or re-register (same name: same id, labels updated).
+    async fn register_agent(
+        &self,
+        name: &str,
+        labels: &[String],
+        capacity: u32,
+        now: Timestamp,
+    ) -> Result<AgentRecord>;
+    async fn agent(&self, id: AgentId) -> Result<AgentRecord>;
+    async fn agents(&self) -> Result<Vec<AgentRecord>>;
+    async fn touch_agent(&self, id: AgentId, now: Timestamp) -> Result<()>;
+}
+
+#[async_trait::async_trait]
+pub trait AuthStore: Send + Sync {
+    /// Store a token by the SHA-256 hex of its secret.
+    async fn add_token(
+        &self,
+        hash: &str,
+        role: Role,
+        name: Option<&str>,
+        now: Timestamp,
+    ) -> Result<TokenRecord>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    async fn token_count(&self) -> Result<u64>;
+}
+
+/// Everything the server needs.
+pub trait Store: RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore {}
+impl<T: RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore> Store for T {}

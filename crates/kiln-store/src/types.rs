@@ -1,0 +1,196 @@
+//! Records the ports read and write.
+
+use jiff::Timestamp;
+use kiln_model::workflow::Workflow;
+use kiln_model::{AgentId, InstanceId, JobStatus, RepoId, RunId, Value};
+use kiln_proto::agent::JobContexts;
+use kiln_proto::api::Role;
+use kiln_proto::results::JobResult;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RepoRecord {
+    pub id: RepoId,
+    pub name: String,
+    pub url: String,
+    pub created_at: Timestamp,
+}
+
+/// The contexts fixed for a whole run (stored as JSON).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunContexts {
+    pub github: Value,
+    pub inputs: Value,
+    pub kiln: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewRun {
+    pub repo: RepoId,
+    pub workflow_file: String,
+    pub workflow_name: String,
+    pub commit: String,
+    pub git_ref: Option<String>,
+    pub event: String,
+    /// `None` when the workflow at the commit is invalid; `error` says why.
+    pub workflow: Option<Workflow>,
+    pub contexts: RunContexts,
+    /// Initial status: `Queued`, or `Failure` for an invalid workflow.
+    pub status: JobStatus,
+    pub error: Option<String>,
+    /// The serialized run graph (see `kiln_core::engine`).
+    pub graph: Option<String>,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub repo: RepoId,
+    pub repo_name: String,
+    pub repo_url: String,
+    pub workflow_file: String,
+    pub workflow_name: String,
+    pub commit: String,
+    pub git_ref: Option<String>,
+    pub event: String,
+    pub workflow: Option<Workflow>,
+    pub contexts: RunContexts,
+    pub status: JobStatus,
+    pub error: Option<String>,
+    pub graph: Option<String>,
+    /// Optimistic-concurrency version, bumped by every transition.
+    pub version: i64,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// A job instance to create in a transition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewInstance {
+    pub node: u32,
+    pub index: u32,
+    pub job_key: String,
+    pub name: String,
+    pub matrix: Option<Value>,
+    pub runs_on: Vec<String>,
+    pub weight: u32,
+    /// `Queued` enters the queue; `Skipped`, `Failure`, `Cancelled` are
+    /// terminal at once (and count as applied to the graph).
+    pub status: JobStatus,
+    pub reason: Option<String>,
+    pub contexts: JobContexts,
+    /// Attempts allowed before an agent loss fails the job (3 = two retries).
+    pub max_attempts: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceRecord {
+    pub id: InstanceId,
+    pub run: RunId,
+    pub repo: RepoId,
+    pub node: u32,
+    pub index: u32,
+    pub job_key: String,
+    pub name: String,
+    pub matrix: Option<Value>,
+    pub runs_on: Vec<String>,
+    pub weight: u32,
+    pub status: JobStatus,
+    /// The current or last attempt (0 before the first claim).
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub agent: Option<AgentId>,
+    pub agent_name: Option<String>,
+    pub lease_expires_at: Option<Timestamp>,
+    pub cancel_requested: bool,
+    pub reason: Option<String>,
+    pub contexts: JobContexts,
+    /// The last attempt's result, once complete.
+    pub result: Option<JobResult>,
+    /// False while a terminal status has not been fed to the run graph.
+    pub graph_applied: bool,
+    pub queued_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// One attempt of an instance, for the results document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRecord {
+    pub instance: InstanceId,
+    pub attempt: u32,
+    pub agent_name: String,
+    /// `Running`, or how it ended.
+    pub status: JobStatus,
+    /// `agent-lost`, `cancelled`, … when it did not complete normally.
+    pub reason: Option<String>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub result: Option<JobResult>,
+}
+
+/// An atomic step of a run: applied only if the run's version is still
+/// `expected_version`, else [`crate::StoreError::Conflict`] and nothing changes.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Transition {
+    pub expected_version: i64,
+    pub graph: String,
+    pub status: Option<JobStatus>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub new_instances: Vec<NewInstance>,
+    /// Instances to stop: a queued one becomes `Cancelled` at once (with
+    /// `graph_applied = false`, so the engine feeds it back); a running one
+    /// gets `cancel_requested`, seen by its agent at the next heartbeat.
+    pub cancel: Vec<InstanceId>,
+    /// Instances whose terminal status this transition fed to the graph.
+    pub applied: Vec<InstanceId>,
+    pub now: Timestamp,
+}
+
+/// A queued instance as dispatch sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub id: InstanceId,
+    pub repo: RepoId,
+    pub runs_on: Vec<String>,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentRecord {
+    pub id: AgentId,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub capacity: u32,
+    pub last_seen: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub role: Role,
+    pub name: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// What a lease expiry did to one instance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expired {
+    pub instance: InstanceId,
+    pub run: RunId,
+    pub attempt: u32,
+    /// True when it went back to the queue; false when it failed for good
+    /// (attempts used up, or it had been cancelled).
+    pub requeued: bool,
+}
+
+/// A page of log lines and where to continue from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogPage {
+    pub entries: Vec<kiln_proto::api::LogEntry>,
+    /// Pass back as `after` to get only newer chunks.
+    pub cursor: i64,
+}
