@@ -22,12 +22,13 @@
 //! last command and comes exactly once.
 
 use kiln_model::JobStatus;
+use serde::{Deserialize, Serialize};
 
 /// A node's index: its position in the job list given to [`RunGraph::new`].
 pub type NodeIx = usize;
 
 /// One matrix instance of a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct InstanceKey {
     pub node: NodeIx,
     /// Position in the node's expansion (0 for a job without a matrix).
@@ -35,7 +36,7 @@ pub struct InstanceKey {
 }
 
 /// What the graph needs to know about a job before the run starts.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeSpec {
     /// Indices of the nodes this one needs.
     pub needs: Vec<NodeIx>,
@@ -78,7 +79,7 @@ pub enum Event {
 }
 
 /// What the driver found when it evaluated a node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expansion {
     /// Capacity units per instance (all instances share the job's weight).
     pub weight: u32,
@@ -127,7 +128,7 @@ pub enum Command {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum NodeState {
     Waiting,
     Evaluating,
@@ -135,14 +136,14 @@ enum NodeState {
     Done(JobStatus),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum InstState {
     Queued,
     Running,
     Done(JobStatus),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Node {
     needs: Vec<NodeIx>,
     state: NodeState,
@@ -152,7 +153,7 @@ struct Node {
 }
 
 /// The state of one run. See the module docs for the protocol.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunGraph {
     nodes: Vec<Node>,
     capacity: u32,

@@ -5,4 +5,5 @@
 //! locally, the server's engine) perform the commands and feed the results
 //! back as events. See `docs/design/core.md`.
 
+pub mod dispatch;
 pub mod graph;
