@@ -80,6 +80,30 @@ impl Workflow {
         self.jobs.iter().find(|j| &j.id == id)
     }
 
+    /// Does this workflow run on `event` (`push`, `pull_request`,
+    /// `workflow_dispatch`, `schedule`, `comment`, or a GitHub-only event)?
+    pub fn runs_on_event(&self, event: &str) -> bool {
+        let on = &self.on;
+        match event {
+            "push" => on.push.is_some(),
+            "pull_request" => on.pull_request.is_some(),
+            "workflow_dispatch" => on.workflow_dispatch.is_some(),
+            "schedule" => !on.schedule.is_empty(),
+            "comment" => on.comment.is_some(),
+            other => on.other.iter().any(|e| e == other),
+        }
+    }
+
+    /// Does `name` name this workflow: its `name:`, its path, its file name,
+    /// or its file stem?
+    pub fn is_named(&self, name: &str) -> bool {
+        let file = self.file.rsplit('/').next().unwrap_or(&self.file);
+        self.name.as_deref() == Some(name) || self.file == name || file == name || self.display_name() == name || {
+            let stem = file.strip_suffix(".yml").or_else(|| file.strip_suffix(".yaml")).unwrap_or(file);
+            stem == name
+        }
+    }
+
     /// The workflow's display name: `name:` or the file stem.
     pub fn display_name(&self) -> &str {
         if let Some(n) = &self.name {

@@ -8,35 +8,6 @@ use kiln_model::workflow::Workflow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Does `wf` run on `event`?
-pub fn triggered_by(wf: &Workflow, event: &str) -> bool {
-    let on = &wf.on;
-    match event {
-        "push" => on.push.is_some(),
-        "pull_request" => on.pull_request.is_some(),
-        "workflow_dispatch" => on.workflow_dispatch.is_some(),
-        "schedule" => !on.schedule.is_empty(),
-        "comment" => on.comment.is_some(),
-        other => on.other.iter().any(|e| e == other),
-    }
-}
-
-/// Does `--workflow NAME` name `wf`? Its `name:`, its file name, or its stem.
-pub fn names(wf: &Workflow, name: &str) -> bool {
-    let file = wf.file.rsplit('/').next().unwrap_or(&wf.file);
-    wf.name.as_deref() == Some(name)
-        || file == name
-        || wf.display_name() == name
-        || wf.file == name
-        || {
-            let stem = file
-                .strip_suffix(".yml")
-                .or_else(|| file.strip_suffix(".yaml"))
-                .unwrap_or(file);
-            stem == name
-        }
-}
-
 /// Job indices of `wf` to run: all of them, or the named ones and,
 /// transitively, the jobs they need, in file order.
 pub fn jobs(wf: &Workflow, wanted: &[String]) -> Result<Vec<usize>, CliError> {
@@ -147,7 +118,7 @@ pub fn github_context(
 /// The workflows `kiln exec` runs.
 pub fn workflows(all: &[Arc<Workflow>], args: &ExecArgs) -> Result<Vec<Arc<Workflow>>, CliError> {
     let chosen: Vec<Arc<Workflow>> = match &args.workflow {
-        Some(name) => all.iter().filter(|w| names(w, name)).cloned().collect(),
+        Some(name) => all.iter().filter(|w| w.is_named(name)).cloned().collect(),
         None if !args.jobs.is_empty() => all
             .iter()
             .filter(|w| {
@@ -159,7 +130,7 @@ pub fn workflows(all: &[Arc<Workflow>], args: &ExecArgs) -> Result<Vec<Arc<Workf
             .collect(),
         None => all
             .iter()
-            .filter(|w| triggered_by(w, &args.event))
+            .filter(|w| w.runs_on_event(&args.event))
             .cloned()
             .collect(),
     };

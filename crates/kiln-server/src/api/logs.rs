@@ -1,0 +1,135 @@
+//! Logs of a run: a page from the store, or a live Server-Sent Events
+//! stream (`kiln logs -f`). The stream first replays what is stored, then
+//! forwards chunks as agents upload them (each chunk once, by its
+//! (job, attempt, seq)), and ends with an `end` event carrying the run's
+//! status. A follower that falls behind the live channel re-reads the store.
+
+use super::AppState;
+use crate::error::ApiResult;
+use crate::hub::HubMsg;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use kiln_model::{InstanceId, RunId};
+use kiln_proto::api::{LogEntry, LogsPage, Role};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+#[derive(Deserialize)]
+pub struct LogQuery {
+    job: Option<InstanceId>,
+    after: Option<i64>,
+}
+
+pub async fn page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(run): Path<RunId>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Json<LogsPage>> {
+    s.require(&headers, Role::Viewer).await?;
+    s.engine.store.run(run).await?;
+    let p = s.engine.store.logs(run, q.job, q.after.unwrap_or(0)).await?;
+    Ok(Json(LogsPage { entries: p.entries, cursor: p.cursor }))
+}
+
+fn data(e: &LogEntry) -> SseEvent {
+    SseEvent::default().data(serde_json::to_string(e).unwrap_or_default())
+}
+
+pub async fn stream(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(run): Path<RunId>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    s.require(&headers, Role::Viewer).await?;
+    s.engine.store.run(run).await?;
+    // Subscribe before reading the store, so nothing falls between the two.
+    let rx = s.engine.hub.subscribe(run);
+    let engine = s.engine.clone();
+    let job = q.job;
+    let stream = async_stream(engine, run, job, rx);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn async_stream(
+    engine: std::sync::Arc<crate::engine::Engine>,
+    run: RunId,
+    job: Option<InstanceId>,
+    rx: tokio::sync::broadcast::Receiver<HubMsg>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    /// The stored chunk id is the cursor: reading "after cursor" on every
+    /// wake-up delivers each line once, in order, whatever the live channel
+    /// did (lagged, closed).
+    struct S {
+        engine: std::sync::Arc<crate::engine::Engine>,
+        rx: tokio::sync::broadcast::Receiver<HubMsg>,
+        cursor: i64,
+        pending: VecDeque<SseEvent>,
+        started: bool,
+        done: bool,
+    }
+    impl S {
+        async fn catch_up(&mut self, run: RunId, job: Option<InstanceId>) -> bool {
+            match self.engine.store.logs(run, job, self.cursor).await {
+                Ok(page) => {
+                    self.cursor = page.cursor;
+                    self.pending.extend(page.entries.iter().map(data));
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        fn end(&mut self, status: &str) {
+            self.pending.push_back(SseEvent::default().event("end").data(status));
+            self.done = true;
+        }
+    }
+    let init = S { engine, rx, cursor: 0, pending: VecDeque::new(), started: false, done: false };
+    futures_util::stream::unfold(init, move |mut s| async move {
+        loop {
+            if let Some(ev) = s.pending.pop_front() {
+                return Some((Ok(ev), s));
+            }
+            if s.done {
+                return None;
+            }
+            if !s.started {
+                s.started = true;
+                if !s.catch_up(run, job).await {
+                    return None;
+                }
+                if let Ok(rec) = s.engine.store.run(run).await {
+                    if rec.status.is_terminal() {
+                        s.end(rec.status.as_str());
+                    }
+                }
+                continue;
+            }
+            match s.rx.recv().await {
+                Ok(HubMsg::Chunk { .. }) | Err(RecvError::Lagged(_)) => {
+                    if !s.catch_up(run, job).await {
+                        return None;
+                    }
+                }
+                Ok(HubMsg::End(status)) => {
+                    s.catch_up(run, job).await;
+                    s.end(status.as_str());
+                }
+                Err(RecvError::Closed) => {
+                    s.catch_up(run, job).await;
+                    match s.engine.store.run(run).await {
+                        Ok(rec) if rec.status.is_terminal() => s.end(rec.status.as_str()),
+                        Ok(_) | Err(_) => s.done = true,
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,80 @@
+//! Runs: trigger, list, show, results, cancel, retry.
+
+use super::{AppState, job_summary, run_summary};
+use crate::engine::results::run_result;
+use crate::error::{ApiError, ApiResult};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use kiln_model::RunId;
+use kiln_proto::api::{RetryRequest, Role, RunDetail, RunSummary, TriggerRequest, TriggerResponse};
+use kiln_proto::results::RunResult;
+use serde::Deserialize;
+
+pub async fn trigger(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(repo): Path<String>,
+    Json(req): Json<TriggerRequest>,
+) -> ApiResult<Json<TriggerResponse>> {
+    s.require(&headers, Role::Maintainer).await?;
+    let runs = s.engine.trigger(&repo, req).await?;
+    Ok(Json(TriggerResponse { runs: runs.iter().map(run_summary).collect() }))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    repo: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<RunSummary>>> {
+    s.require(&headers, Role::Viewer).await?;
+    let store = &s.engine.store;
+    let repo = match &q.repo {
+        Some(name) => Some(
+            store.repo_by_name(name).await?.ok_or_else(|| ApiError::NotFound(format!("repository `{name}`")))?.id,
+        ),
+        None => None,
+    };
+    let runs = store.runs(repo, q.limit.unwrap_or(50).min(1000)).await?;
+    Ok(Json(runs.iter().map(run_summary).collect()))
+}
+
+pub async fn show(State(s): State<AppState>, headers: HeaderMap, Path(run): Path<RunId>) -> ApiResult<Json<RunDetail>> {
+    s.require(&headers, Role::Viewer).await?;
+    let rec = s.engine.store.run(run).await?;
+    let jobs = s.engine.store.instances(run).await?;
+    Ok(Json(RunDetail { summary: run_summary(&rec), error: rec.error.clone(), jobs: jobs.iter().map(job_summary).collect() }))
+}
+
+pub async fn results(State(s): State<AppState>, headers: HeaderMap, Path(run): Path<RunId>) -> ApiResult<Json<RunResult>> {
+    s.require(&headers, Role::Viewer).await?;
+    let store = &s.engine.store;
+    let rec = store.run(run).await?;
+    let instances = store.instances(run).await?;
+    let attempts = store.attempts(run).await?;
+    Ok(Json(run_result(&rec, &instances, &attempts)))
+}
+
+pub async fn cancel(State(s): State<AppState>, headers: HeaderMap, Path(run): Path<RunId>) -> ApiResult<Json<RunSummary>> {
+    s.require(&headers, Role::Maintainer).await?;
+    let rec = s.engine.store.run(run).await?;
+    if rec.status.is_terminal() {
+        return Err(ApiError::Conflict(format!("run {run} already ended ({})", rec.status)));
+    }
+    s.engine.cancel(run).await?;
+    Ok(Json(run_summary(&s.engine.store.run(run).await?)))
+}
+
+pub async fn retry(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(run): Path<RunId>,
+    body: Option<Json<RetryRequest>>,
+) -> ApiResult<Json<RunSummary>> {
+    s.require(&headers, Role::Maintainer).await?;
+    let _failed_only = body.map(|b| b.0.failed_only).unwrap_or(false);
+    let new = s.engine.retry(run).await?;
+    Ok(Json(run_summary(&new)))
+}

@@ -1,0 +1,168 @@
+//! Server configuration in two stages: [`RawConfig`] is what the TOML file
+//! and the environment say (serde, no I/O), [`Config`] is validated and
+//! defaulted. Defaults live in one embedded file, `defaults.toml`, which
+//! documents every key.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULTS: &str = include_str!("defaults.toml");
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+    pub workflows_dir: Option<String>,
+    #[serde(default)]
+    pub queue: RawQueue,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub lease_seconds: Option<f64>,
+    pub heartbeat_seconds: Option<f64>,
+    pub max_attempts: Option<u32>,
+    pub max_claim_wait_seconds: Option<f64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub workflows_dir: String,
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    pub max_attempts: u32,
+    pub max_claim_wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl RawConfig {
+    pub fn parse(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.to_owned(), message: e.to_string() })
+    }
+
+    /// `other`'s keys win over `self`'s.
+    pub fn merge(self, other: RawConfig) -> RawConfig {
+        RawConfig {
+            listen: other.listen.or(self.listen),
+            data_dir: other.data_dir.or(self.data_dir),
+            workflows_dir: other.workflows_dir.or(self.workflows_dir),
+            queue: RawQueue {
+                lease_seconds: other.queue.lease_seconds.or(self.queue.lease_seconds),
+                heartbeat_seconds: other.queue.heartbeat_seconds.or(self.queue.heartbeat_seconds),
+                max_attempts: other.queue.max_attempts.or(self.queue.max_attempts),
+                max_claim_wait_seconds: other.queue.max_claim_wait_seconds.or(self.queue.max_claim_wait_seconds),
+            },
+        }
+    }
+
+    /// Keys from `KILN_*` variables (as read by the caller).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<RawConfig, ConfigError> {
+        let num = |key: &str| -> Result<Option<f64>, ConfigError> {
+            get(key)
+                .map(|v| v.trim().parse::<f64>().map_err(|_| ConfigError::Invalid { key: key.into(), message: format!("`{v}` is not a number") }))
+                .transpose()
+        };
+        Ok(RawConfig {
+            listen: get("KILN_LISTEN"),
+            data_dir: get("KILN_DATA"),
+            workflows_dir: get("KILN_WORKFLOWS_DIR"),
+            queue: RawQueue {
+                lease_seconds: num("KILN_LEASE_SECONDS")?,
+                heartbeat_seconds: num("KILN_HEARTBEAT_SECONDS")?,
+                max_attempts: num("KILN_MAX_ATTEMPTS")?.map(|n| n as u32),
+                max_claim_wait_seconds: num("KILN_MAX_CLAIM_WAIT_SECONDS")?,
+            },
+        })
+    }
+
+    /// Validate and fill in defaults; `platform_data` is used when
+    /// `data_dir` is empty.
+    pub fn resolve(self, platform_data: PathBuf) -> Result<Config, ConfigError> {
+        let defaults = RawConfig::parse("defaults.toml", DEFAULTS)?;
+        let raw = defaults.merge(self);
+        let invalid = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
+        let listen_s = raw.listen.unwrap_or_default();
+        let listen = listen_s
+            .parse::<SocketAddr>()
+            .map_err(|_| invalid("listen", format!("`{listen_s}` is not an address such as 127.0.0.1:7171")))?;
+        let data_dir = match raw.data_dir.as_deref() {
+            None | Some("") => platform_data,
+            Some(d) => PathBuf::from(d),
+        };
+        let secs = |key: &str, v: Option<f64>| -> Result<Duration, ConfigError> {
+            let v = v.unwrap_or(0.0);
+            if v > 0.0 && v.is_finite() {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(invalid(key, format!("must be a positive number of seconds, got {v}")))
+            }
+        };
+        let lease = secs("queue.lease_seconds", raw.queue.lease_seconds)?;
+        let heartbeat = secs("queue.heartbeat_seconds", raw.queue.heartbeat_seconds)?;
+        if heartbeat >= lease {
+            return Err(invalid(
+                "queue.heartbeat_seconds",
+                format!("must be shorter than queue.lease_seconds ({}s)", lease.as_secs_f64()),
+            ));
+        }
+        let max_attempts = raw.queue.max_attempts.unwrap_or(3);
+        if max_attempts == 0 {
+            return Err(invalid("queue.max_attempts", "must be at least 1".into()));
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            workflows_dir: raw.workflows_dir.unwrap_or_else(|| ".kiln/workflows".into()),
+            lease,
+            heartbeat,
+            max_attempts,
+            max_claim_wait: secs("queue.max_claim_wait_seconds", raw.queue.max_claim_wait_seconds)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve() {
+        let c = RawConfig::default().resolve("/data".into()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7171");
+        assert_eq!(c.lease, Duration::from_secs(15));
+        assert_eq!(c.heartbeat, Duration::from_secs(5));
+        assert_eq!(c.data_dir, PathBuf::from("/data"));
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let file = RawConfig::parse("k.toml", "listen = \"127.0.0.1:9\"\n[queue]\nlease_seconds = 4\nheartbeat_seconds = 1\n").unwrap();
+        let env = RawConfig::from_env(|k| (k == "KILN_LEASE_SECONDS").then(|| "6".to_string())).unwrap();
+        let c = file.merge(env).resolve("/d".into()).unwrap();
+        assert_eq!(c.listen.port(), 9);
+        assert_eq!(c.lease, Duration::from_secs(6));
+        assert_eq!(c.heartbeat, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = RawConfig::parse("k.toml", "lisen = 1\n").unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let raw = RawConfig::parse("k.toml", "[queue]\nheartbeat_seconds = 20\n").unwrap();
+        let e = raw.resolve("/d".into()).unwrap_err();
+        assert!(e.to_string().starts_with("queue.heartbeat_seconds"), "{e}");
+    }
+}

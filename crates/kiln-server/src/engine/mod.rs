@@ -1,0 +1,437 @@
+//! The engine: the server's driver of runs. It performs what the pure
+//! decisions ask (`transition`, `kiln_core::dispatch`) against the store,
+//! wakes long-polling agents when work is queued, and keeps runs moving
+//! after crashes (reconciliation at start and on a timer).
+//!
+//! Invariants:
+//! - every change is a store transaction before any answer is sent;
+//! - a run's transitions are serialised per run in this process and
+//!   fenced by the run's version across processes;
+//! - a terminal instance is fed to its run graph exactly once
+//!   (`graph_applied`), even across a crash between the two writes.
+
+pub mod results;
+pub mod transition;
+
+use crate::error::{ApiError, ApiResult};
+use crate::git::Mirrors;
+use crate::hub::{HubMsg, LogHub};
+use jiff::Timestamp;
+use kiln_core::dispatch::{Asker, Queued, pick};
+use kiln_core::graph::Event;
+use kiln_model::{InstanceId, JobStatus, RepoId, RunId, Value};
+use kiln_proto::agent::{Assignment, WireLine};
+use kiln_proto::api::{LogEntry, TriggerRequest};
+use kiln_proto::results::JobResult;
+use kiln_store::types::{AgentRecord, NewRun, RunContexts, RunRecord};
+use kiln_store::{Store, StoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use transition::{Input, finished, new_graph};
+
+/// Engine settings (resolved configuration).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    /// Attempts per job before an agent loss fails it (3 = two retries).
+    pub max_attempts: u32,
+    /// Longest a claim may wait.
+    pub max_claim_wait: Duration,
+    /// Directory of workflow files inside repositories.
+    pub workflows_dir: String,
+}
+
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub mirrors: Mirrors,
+    pub hub: LogHub,
+    pub cfg: EngineConfig,
+    work: Notify,
+    run_locks: Mutex<HashMap<RunId, Arc<tokio::sync::Mutex<()>>>>,
+    last_repo: Mutex<Option<RepoId>>,
+}
+
+fn lease_until(now: Timestamp, d: Duration) -> Timestamp {
+    now.checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::from_secs(15)))
+        .unwrap_or(now)
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, mirrors: Mirrors, cfg: EngineConfig) -> Arc<Engine> {
+        Arc::new(Engine {
+            store,
+            mirrors,
+            hub: LogHub::default(),
+            cfg,
+            work: Notify::new(),
+            run_locks: Mutex::new(HashMap::new()),
+            last_repo: Mutex::new(None),
+        })
+    }
+
+    fn run_lock(&self, run: RunId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.run_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(run).or_default().clone()
+    }
+
+    /// Create runs for a trigger: one per workflow at the pinned commit
+    /// that runs on the event (or the one named).
+    pub async fn trigger(&self, repo_name: &str, req: TriggerRequest) -> ApiResult<Vec<RunRecord>> {
+        let repo = self
+            .store
+            .repo_by_name(repo_name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("repository `{repo_name}` (add it with `kiln repo add`)")))?;
+        let mirror = self
+            .mirrors
+            .sync(&repo.name, &repo.url)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("fetching {}: {e}", repo.url)))?;
+        let (commit, git_ref) = match &req.commit {
+            Some(c) => {
+                let sha = self
+                    .mirrors
+                    .commit(&mirror, c)
+                    .await
+                    .map_err(|_| ApiError::BadRequest(format!("commit `{c}` is not in {}", repo.url)))?;
+                (sha, req.git_ref.clone())
+            }
+            None => self
+                .mirrors
+                .resolve(&mirror, req.git_ref.as_deref())
+                .await
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        };
+        let files = self
+            .mirrors
+            .workflow_files(&mirror, &commit, &self.cfg.workflows_dir)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if files.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "commit {} has no workflow files in {}/",
+                short(&commit),
+                self.cfg.workflows_dir
+            )));
+        }
+        let event = req.event.clone().unwrap_or_else(|| "push".into());
+        let flags = flags_value(&req.flags)?;
+        let now = Timestamp::now();
+        let mut created = Vec::new();
+        for (path, text) in &files {
+            let loaded = kiln_pipeline::load::load(path, text);
+            let chosen = match (&loaded.workflow, &req.workflow) {
+                (Some(wf), Some(name)) => wf.is_named(name),
+                (Some(wf), None) => wf.runs_on_event(&event),
+                // Broken beyond reading: report it when asked for by file name, or on push.
+                (None, Some(name)) => path.ends_with(name.as_str()) || path.contains(name.as_str()),
+                (None, None) => true,
+            };
+            if !chosen {
+                continue;
+            }
+            let stem = path.rsplit('/').next().unwrap_or(path).to_owned();
+            let name = loaded.workflow.as_ref().map(|w| w.display_name().to_owned()).unwrap_or(stem);
+            let (workflow, status, error, graph, inputs) = if loaded.has_errors() {
+                let rendered = kiln_pipeline::diag::render(
+                    &loaded.diagnostics,
+                    |f| (f == path.as_str()).then_some(text.as_str()),
+                    false,
+                );
+                (None, JobStatus::Failure, Some(rendered), None, Value::Object(BTreeMap::new()))
+            } else {
+                let Some(wf) = loaded.workflow else { continue };
+                let inputs = self.inputs_for(&wf, &event, &req)?;
+                let graph = new_graph(&wf);
+                (Some(wf), JobStatus::Queued, None, Some(graph), inputs)
+            };
+            let github = github_context(&repo.name, &commit, git_ref.as_deref(), &event, &name, &inputs);
+            let rec = self
+                .store
+                .create_run(NewRun {
+                    repo: repo.id,
+                    workflow_file: path.clone(),
+                    workflow_name: name,
+                    commit: commit.clone(),
+                    git_ref: git_ref.clone(),
+                    event: event.clone(),
+                    workflow,
+                    contexts: RunContexts { github, inputs, kiln: Value::object([("flags", flags.clone())]) },
+                    status,
+                    error,
+                    graph,
+                    now,
+                })
+                .await?;
+            if rec.status == JobStatus::Queued {
+                self.advance(rec.id, Input::Start, Vec::new()).await?;
+            }
+            created.push(self.store.run(rec.id).await?);
+        }
+        if created.is_empty() {
+            return Err(ApiError::BadRequest(match &req.workflow {
+                Some(w) => format!("no workflow named `{w}` at {}", short(&commit)),
+                None => format!("no workflow runs on `{event}` at {}", short(&commit)),
+            }));
+        }
+        Ok(created)
+    }
+
+    fn inputs_for(&self, wf: &kiln_model::workflow::Workflow, event: &str, req: &TriggerRequest) -> ApiResult<Value> {
+        let given: Vec<(String, String)> = req.inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        match (&wf.on.workflow_dispatch, event) {
+            (Some(d), "workflow_dispatch") => kiln_pipeline::inputs::resolve(d, &given)
+                .map_err(|e| ApiError::BadRequest(format!("workflow `{}`: {e}", wf.display_name()))),
+            _ if !given.is_empty() => Err(ApiError::BadRequest(
+                "inputs are for workflow_dispatch runs: set the event to workflow_dispatch".into(),
+            )),
+            _ => Ok(Value::Object(BTreeMap::new())),
+        }
+    }
+
+    /// Move a run forward; retries on a lost optimistic race.
+    pub async fn advance(&self, run: RunId, input: Input, applied: Vec<InstanceId>) -> ApiResult<()> {
+        let lock = self.run_lock(run);
+        let _guard = lock.lock().await;
+        for _ in 0..8 {
+            let rec = self.store.run(run).await?;
+            if rec.workflow.is_none() || rec.graph.is_none() {
+                return Ok(());
+            }
+            let instances = self.store.instances(run).await?;
+            let (t, fx) =
+                transition::transition(&rec, &instances, input.clone(), applied.clone(), Timestamp::now(), self.cfg.max_attempts)
+                .map_err(ApiError::Internal)?;
+            let cancels = !t.cancel.is_empty();
+            match self.store.apply(run, t).await {
+                Ok(_) => {
+                    if fx.queued > 0 {
+                        self.work.notify_waiters();
+                    }
+                    if let Some(status) = fx.finished {
+                        self.hub.publish(run, HubMsg::End(status));
+                    }
+                    if cancels {
+                        // Queued instances cancelled just now must be fed back.
+                        drop(_guard);
+                        Box::pin(self.feed_unapplied()).await?;
+                    }
+                    return Ok(());
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Internal(format!("run {run}: too many concurrent updates")))
+    }
+
+    /// Feed every terminal-but-unapplied instance to its run graph.
+    pub async fn feed_unapplied(&self) -> ApiResult<()> {
+        let mut by_run: BTreeMap<RunId, Vec<InstanceId>> = BTreeMap::new();
+        for (run, inst) in self.store.unapplied().await? {
+            by_run.entry(run).or_default().push(inst);
+        }
+        for (run, ids) in by_run {
+            let mut events = Vec::new();
+            for id in &ids {
+                let inst = self.store.instance(*id).await?;
+                events.push(finished(&inst));
+            }
+            self.advance(run, Input::Events(events), ids).await?;
+        }
+        Ok(())
+    }
+
+    /// After a (re)start: give agents a fresh lease, finish interrupted
+    /// transitions, and start runs that were created but never started.
+    pub async fn recover(&self) -> ApiResult<()> {
+        let now = Timestamp::now();
+        self.store.extend_all_leases(lease_until(now, self.cfg.lease)).await?;
+        self.feed_unapplied().await?;
+        for run in self.store.active_runs().await? {
+            self.advance(run, Input::Start, Vec::new()).await?;
+        }
+        Ok(())
+    }
+
+    /// Expire leases and feed results, forever (spawned by the server).
+    pub async fn reaper(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let period = (self.cfg.lease / 5).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            match self.store.expire_leases(Timestamp::now()).await {
+                Ok(expired) => {
+                    for e in &expired {
+                        tracing::warn!(instance = %e.instance, attempt = e.attempt, requeued = e.requeued, "lease expired: agent lost");
+                    }
+                    if expired.iter().any(|e| e.requeued) {
+                        self.work.notify_waiters();
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "expiring leases"),
+            }
+            if let Err(e) = self.feed_unapplied().await {
+                tracing::error!(error = %e, "feeding results");
+            }
+        }
+    }
+
+    /// Long-poll for a job for `agent`.
+    pub async fn claim(&self, agent: &AgentRecord, free: u32, wait: Duration) -> ApiResult<Option<Assignment>> {
+        let deadline = tokio::time::Instant::now() + wait.min(self.cfg.max_claim_wait);
+        loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let candidates = self.store.candidates(512).await?;
+            let queue: Vec<Queued<'_>> = candidates
+                .iter()
+                .map(|c| Queued { id: c.id, repo: c.repo, runs_on: &c.runs_on, weight: c.weight })
+                .collect();
+            let asker = Asker { labels: &agent.labels, capacity: agent.capacity, free };
+            let last = *self.last_repo.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(id) = pick(&queue, &asker, last) {
+                let now = Timestamp::now();
+                if let Some(inst) = self.store.claim(id, agent.id, now, lease_until(now, self.cfg.lease)).await? {
+                    *self.last_repo.lock().unwrap_or_else(|p| p.into_inner()) = Some(inst.repo);
+                    let run = self.store.run(inst.run).await?;
+                    let workflow = run.workflow.ok_or_else(|| ApiError::Internal("claimed a job of an invalid run".into()))?;
+                    return Ok(Some(Assignment {
+                        job: inst.id,
+                        attempt: inst.attempt,
+                        run: inst.run,
+                        repo_name: run.repo_name,
+                        repo_url: run.repo_url,
+                        commit: run.commit,
+                        job_index: inst.node as usize,
+                        workflow,
+                        name: inst.name,
+                        contexts: inst.contexts,
+                        lease_ms: self.cfg.lease.as_millis() as u64,
+                        heartbeat_ms: self.cfg.heartbeat.as_millis() as u64,
+                    }));
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(None),
+            }
+        }
+    }
+
+    pub async fn heartbeat(&self, job: InstanceId, attempt: u32) -> ApiResult<bool> {
+        let now = Timestamp::now();
+        let cancel = self.store.heartbeat(job, attempt, now, lease_until(now, self.cfg.lease)).await?;
+        if let Some(agent) = self.store.instance(job).await?.agent {
+            self.store.touch_agent(agent, now).await?;
+        }
+        Ok(cancel)
+    }
+
+    pub async fn logs(&self, job: InstanceId, attempt: u32, seq: u64, lines: Vec<WireLine>) -> ApiResult<()> {
+        let entries: Vec<LogEntry> = lines
+            .into_iter()
+            .map(|l| LogEntry { job, attempt, step: l.step, stream: l.stream, at: l.at, text: l.text })
+            .collect();
+        self.store.append_logs(job, attempt, seq, &entries).await?;
+        let inst = self.store.instance(job).await?;
+        self.hub.publish(inst.run, HubMsg::Chunk { instance: job, attempt, seq, entries: Arc::new(entries) });
+        Ok(())
+    }
+
+    pub async fn complete(&self, job: InstanceId, attempt: u32, result: JobResult) -> ApiResult<()> {
+        let run = self.store.complete(job, attempt, result, Timestamp::now()).await?;
+        let inst = self.store.instance(job).await?;
+        self.advance(run, Input::Events(vec![finished(&inst)]), vec![job]).await
+    }
+
+    pub async fn cancel(&self, run: RunId) -> ApiResult<()> {
+        self.advance(run, Input::Events(vec![Event::CancelRun]), Vec::new()).await
+    }
+
+    /// A new run of the same workflow at the same commit.
+    pub async fn retry(&self, run: RunId) -> ApiResult<RunRecord> {
+        let old = self.store.run(run).await?;
+        let graph = old.workflow.as_ref().map(new_graph);
+        let rec = self
+            .store
+            .create_run(NewRun {
+                repo: old.repo,
+                workflow_file: old.workflow_file.clone(),
+                workflow_name: old.workflow_name.clone(),
+                commit: old.commit.clone(),
+                git_ref: old.git_ref.clone(),
+                event: old.event.clone(),
+                status: if old.workflow.is_some() { JobStatus::Queued } else { JobStatus::Failure },
+                workflow: old.workflow,
+                contexts: old.contexts,
+                error: old.error,
+                graph,
+                now: Timestamp::now(),
+            })
+            .await?;
+        if rec.status == JobStatus::Queued {
+            self.advance(rec.id, Input::Start, Vec::new()).await?;
+        }
+        Ok(self.store.run(rec.id).await?)
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+fn flags_value(raw: &[String]) -> ApiResult<Value> {
+    let mut out = BTreeMap::new();
+    for f in raw {
+        let (k, v) = match f.split_once('=') {
+            Some((k, v)) => (k, Value::str(v)),
+            None => (f.as_str(), Value::Bool(true)),
+        };
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ApiError::BadRequest(format!("flag `{f}`: a flag name uses letters, digits, `-` and `_`")));
+        }
+        out.insert(k.to_owned(), v);
+    }
+    Ok(Value::Object(out))
+}
+
+fn github_context(repo: &str, commit: &str, git_ref: Option<&str>, event: &str, workflow: &str, inputs: &Value) -> Value {
+    let git_ref = git_ref.unwrap_or("");
+    let (ref_name, ref_type) = if let Some(b) = git_ref.strip_prefix("refs/heads/") {
+        (b, "branch")
+    } else if let Some(t) = git_ref.strip_prefix("refs/tags/") {
+        (t, "tag")
+    } else {
+        (git_ref, "")
+    };
+    let mut event_payload = BTreeMap::new();
+    if event == "workflow_dispatch" {
+        event_payload.insert("inputs".to_owned(), inputs.clone());
+    }
+    Value::object([
+        ("event_name", Value::str(event)),
+        ("sha", Value::str(commit)),
+        ("ref", Value::str(git_ref)),
+        ("ref_name", Value::str(ref_name)),
+        ("ref_type", Value::str(ref_type)),
+        ("head_ref", Value::str("")),
+        ("base_ref", Value::str("")),
+        ("repository", Value::str(repo)),
+        ("repository_owner", Value::str("")),
+        ("workflow", Value::str(workflow)),
+        ("run_attempt", Value::str("1")),
+        ("actor", Value::str("kiln")),
+        ("server_url", Value::str("")),
+        ("token", Value::str("")),
+        ("action", Value::str("")),
+        ("event", Value::Object(event_payload)),
+    ])
+}

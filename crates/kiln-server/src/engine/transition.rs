@@ -1,0 +1,280 @@
+//! From a run's stored state and an event to the [`Transition`] that the
+//! store applies atomically. Pure: the run graph (`kiln_core::graph`)
+//! decides; this module evaluates jobs when the graph asks (`plan_job`) and
+//! turns the graph's commands into rows.
+//!
+//! On the server the graph's capacity is unbounded: its `Start` means
+//! "enqueue", and the queue (with agents' labels and capacities) decides
+//! when a job really starts.
+
+use jiff::Timestamp;
+use kiln_core::graph::{Command, Event, Expansion, InstanceKey, NeedsStatus, RunGraph};
+use kiln_model::workflow::Workflow;
+use kiln_model::{InstanceId, JobStatus, Value};
+use kiln_pipeline::expr::StatusCheck;
+use kiln_pipeline::plan::{Decision, JobContexts as PlanContexts, Plan, plan_job};
+use kiln_proto::agent::JobContexts;
+use kiln_store::types::{InstanceRecord, NewInstance, RunRecord, Transition};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// A fresh graph for `wf`, serialized for the store.
+pub fn new_graph(wf: &Workflow) -> String {
+    let nodes = wf
+        .jobs
+        .iter()
+        .map(|j| kiln_core::graph::NodeSpec {
+            needs: j.needs.iter().filter_map(|n| wf.jobs.iter().position(|k| &k.id == n)).collect(),
+        })
+        .collect();
+    serde_json::to_string(&RunGraph::new(nodes, u32::MAX)).unwrap_or_default()
+}
+
+/// What happened, besides the transition itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Effects {
+    /// Instances that entered the queue.
+    pub queued: usize,
+    /// The run ended with this status.
+    pub finished: Option<JobStatus>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// Start the run (idempotent on a started graph).
+    Start,
+    Events(Vec<Event>),
+}
+
+pub fn transition(
+    run: &RunRecord,
+    instances: &[InstanceRecord],
+    input: Input,
+    applied: Vec<InstanceId>,
+    now: Timestamp,
+    max_attempts: u32,
+) -> Result<(Transition, Effects), String> {
+    let wf = run.workflow.as_ref().ok_or("the run has no valid workflow")?;
+    let mut graph: RunGraph = serde_json::from_str(run.graph.as_deref().ok_or("the run has no graph")?)
+        .map_err(|e| format!("stored run graph: {e}"))?;
+    let mut cmds: VecDeque<Command> = match input {
+        Input::Start => graph.start().into(),
+        Input::Events(events) => events.into_iter().flat_map(|e| graph.on(e)).collect(),
+    };
+    let mut t = Transition {
+        expected_version: run.version,
+        graph: String::new(),
+        applied,
+        now,
+        ..Transition::default()
+    };
+    let mut fx = Effects::default();
+    let mut plans: HashMap<usize, Plan> = HashMap::new();
+    let by_key: HashMap<(u32, u32), &InstanceRecord> = instances.iter().map(|i| ((i.node, i.index), i)).collect();
+    let empty = Value::Object(BTreeMap::new());
+
+    while let Some(cmd) = cmds.pop_front() {
+        match cmd {
+            Command::Evaluate { node, needs } => {
+                let job = &wf.jobs[node];
+                let needs_ctx = needs_context(wf, node, &graph, instances, &t.new_instances);
+                let cx = PlanContexts {
+                    github: &run.contexts.github,
+                    inputs: &run.contexts.inputs,
+                    needs: &needs_ctx,
+                    vars: &empty,
+                    kiln: &run.contexts.kiln,
+                    secrets: &empty,
+                };
+                match plan_job(job, cx, status_check(needs)) {
+                    Ok(Decision::Skip) => {
+                        let reason = if job.if_.is_none() && needs != NeedsStatus::Success {
+                            "skipped: a job it needs did not succeed"
+                        } else {
+                            "skipped: its if condition was false"
+                        };
+                        t.new_instances.push(terminal(wf, node, 0, None, JobStatus::Skipped, reason, max_attempts));
+                        cmds.extend(graph.on(Event::Skipped { node }));
+                    }
+                    Ok(Decision::Run(plan)) => {
+                        let expansion = Expansion {
+                            weight: plan.weight,
+                            instances: plan.instances.len(),
+                            fail_fast: plan.fail_fast,
+                            max_parallel: plan.max_parallel,
+                            continue_on_error: plan.instances.iter().map(|i| i.continue_on_error).collect(),
+                        };
+                        plans.insert(node, plan);
+                        cmds.extend(graph.on(Event::Expanded { node, expansion }));
+                    }
+                    Err(e) => {
+                        t.new_instances.push(terminal(wf, node, 0, None, JobStatus::Failure, &e.message, max_attempts));
+                        cmds.extend(graph.on(Event::EvaluationFailed { node }));
+                    }
+                }
+            }
+            Command::Start { key } => {
+                let plan = match plans.get(&key.node) {
+                    Some(p) => p,
+                    None => {
+                        // Started in a later transition (max-parallel): plan again; the
+                        // inputs (needs, contexts) have not changed since.
+                        let needs_ctx = needs_context(wf, key.node, &graph, instances, &t.new_instances);
+                        let cx = PlanContexts {
+                            github: &run.contexts.github,
+                            inputs: &run.contexts.inputs,
+                            needs: &needs_ctx,
+                            vars: &empty,
+                            kiln: &run.contexts.kiln,
+                            secrets: &empty,
+                        };
+                        match plan_job(&wf.jobs[key.node], cx, StatusCheck::Success) {
+                            Ok(Decision::Run(p)) => plans.entry(key.node).or_insert(p),
+                            Ok(Decision::Skip) | Err(_) => {
+                                return Err(format!("job `{}` could not be planned again", wf.jobs[key.node].id));
+                            }
+                        }
+                    }
+                };
+                let Some(inst) = plan.instances.get(key.index) else {
+                    return Err(format!("no instance {} of job `{}`", key.index, wf.jobs[key.node].id));
+                };
+                let job = &wf.jobs[key.node];
+                let mut github = run.contexts.github.clone();
+                if let Value::Object(m) = &mut github {
+                    m.insert("job".into(), Value::str(job.id.to_string()));
+                    m.insert("run_id".into(), Value::str(run.id.to_string()));
+                    m.insert("run_number".into(), Value::str(run.id.to_string()));
+                }
+                t.new_instances.push(NewInstance {
+                    node: key.node as u32,
+                    index: key.index as u32,
+                    job_key: job.id.to_string(),
+                    name: inst.name.clone(),
+                    matrix: inst.matrix.as_ref().map(|m| m.to_value()),
+                    runs_on: inst.runs_on.clone(),
+                    weight: plan.weight,
+                    status: JobStatus::Queued,
+                    reason: None,
+                    contexts: JobContexts {
+                        github,
+                        inputs: run.contexts.inputs.clone(),
+                        needs: needs_context(wf, key.node, &graph, instances, &t.new_instances),
+                        matrix: inst.matrix.as_ref().map(|m| m.to_value()).unwrap_or(Value::Null),
+                        strategy: inst.strategy.clone(),
+                        kiln: run.contexts.kiln.clone(),
+                        secrets: empty.clone(),
+                        vars: empty.clone(),
+                    },
+                    max_attempts,
+                });
+                fx.queued += 1;
+            }
+            Command::Cancel { key } => {
+                if let Some(i) = by_key.get(&(key.node as u32, key.index as u32)) {
+                    t.cancel.push(i.id);
+                }
+            }
+            Command::Dropped { key, status } => {
+                let name = plans.get(&key.node).and_then(|p| p.instances.get(key.index)).map(|i| i.name.clone());
+                t.new_instances.push(terminal(
+                    wf,
+                    key.node,
+                    key.index,
+                    name,
+                    status,
+                    "cancelled before it started",
+                    max_attempts,
+                ));
+            }
+            Command::NotRun { node, status } => {
+                t.new_instances.push(terminal(
+                    wf,
+                    node,
+                    0,
+                    None,
+                    status,
+                    "the run was cancelled before this job could start",
+                    max_attempts,
+                ));
+            }
+            Command::RunFinished { status } => {
+                t.status = Some(status);
+                t.finished_at = Some(now);
+                fx.finished = Some(status);
+            }
+        }
+    }
+    if run.status == JobStatus::Queued && fx.queued > 0 && t.status.is_none() {
+        t.status = Some(JobStatus::Running);
+        t.started_at = Some(now);
+    }
+    t.graph = serde_json::to_string(&graph).map_err(|e| e.to_string())?;
+    Ok((t, fx))
+}
+
+/// The graph event for an instance that reached a terminal status.
+pub fn finished(inst: &InstanceRecord) -> Event {
+    Event::Finished { key: InstanceKey { node: inst.node as usize, index: inst.index as usize }, status: inst.status }
+}
+
+fn status_check(n: NeedsStatus) -> StatusCheck {
+    match n {
+        NeedsStatus::Success => StatusCheck::Success,
+        NeedsStatus::Failure => StatusCheck::Failure,
+        NeedsStatus::NotSuccess => StatusCheck::NotSuccess,
+        NeedsStatus::Cancelled => StatusCheck::Cancelled,
+    }
+}
+
+fn terminal(
+    wf: &Workflow,
+    node: usize,
+    index: usize,
+    name: Option<String>,
+    status: JobStatus,
+    reason: &str,
+    max_attempts: u32,
+) -> NewInstance {
+    let job = &wf.jobs[node];
+    NewInstance {
+        node: node as u32,
+        index: index as u32,
+        job_key: job.id.to_string(),
+        name: name.unwrap_or_else(|| job.id.to_string()),
+        matrix: None,
+        runs_on: Vec::new(),
+        weight: job.weight,
+        status,
+        reason: Some(reason.to_owned()),
+        contexts: JobContexts::default(),
+        max_attempts,
+    }
+}
+
+/// `needs.<job>.{result, outputs}` for `node`, from stored instances.
+fn needs_context(
+    wf: &Workflow,
+    node: usize,
+    graph: &RunGraph,
+    instances: &[InstanceRecord],
+    _new: &[NewInstance],
+) -> Value {
+    let mut out = BTreeMap::new();
+    for need in &wf.jobs[node].needs {
+        let Some(ni) = wf.jobs.iter().position(|j| &j.id == need) else { continue };
+        let status = graph.node_status(ni).unwrap_or(JobStatus::Skipped);
+        let mut outputs = BTreeMap::new();
+        for inst in instances.iter().filter(|i| i.node as usize == ni) {
+            if let Some(r) = &inst.result {
+                for (k, v) in &r.outputs {
+                    outputs.insert(k.clone(), Value::str(v.clone()));
+                }
+            }
+        }
+        out.insert(
+            need.to_string(),
+            Value::object([("result", Value::str(status.as_str())), ("outputs", Value::Object(outputs))]),
+        );
+    }
+    Value::Object(out)
+}
