@@ -62,7 +62,7 @@ impl ProcessExecutor {
 #[async_trait::async_trait]
 impl Executor for ProcessExecutor {
     async fn start_job(&self, job: &JobSpec) -> Result<Box<dyn JobHandle>, ExecError> {
-        match tokio::fs::metadata(&job.workspace).await {
+        match std::fs::metadata(&job.workspace) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
                 return Err(ExecError::Prepare(format!(

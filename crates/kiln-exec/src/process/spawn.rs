@@ -41,7 +41,7 @@ pub(crate) async fn command_for(step: &StepSpec) -> Result<Command, String> {
 }
 
 async fn check_cwd(cwd: &Path) -> Result<(), String> {
-    match tokio::fs::metadata(cwd).await {
+    match std::fs::metadata(cwd) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => Err(format!(
             "working directory {} is not a directory",
@@ -64,6 +64,9 @@ fn path_var(env: &[(String, String)]) -> Option<&str> {
         .map(|(_, value)| value.as_str())
 }
 
+/// Plain `stat` calls: microseconds each, cheaper than a round trip to
+/// the blocking pool per `PATH` entry.
+///
 /// Finds `program` as a shell would: a name with a `/` is a path (relative to
 /// the step's working directory); a bare name is looked up in the `PATH` of
 /// the step's environment, never in kiln's own.
@@ -125,7 +128,7 @@ enum Candidate {
 }
 
 async fn executable(path: &Path) -> Candidate {
-    match tokio::fs::metadata(path).await {
+    match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
             Candidate::Executable
         }

@@ -795,9 +795,16 @@ impl StepFiles {
         }
     }
 
+    /// Nothing to create: `>>` creates a file on first write, and a file
+    /// never written reads as empty. Only stale files of an earlier use of
+    /// the same temp directory are removed.
     fn create(&self) -> std::io::Result<()> {
         for p in [&self.output, &self.env, &self.path, &self.summary] {
-            std::fs::write(p, "")?;
+            match std::fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }

@@ -214,6 +214,7 @@ impl Driver<'_> {
             })
             .collect();
         let executor: Arc<dyn Executor> = Arc::new(ProcessExecutor::new());
+        let base_env: Arc<Vec<(String, String)>> = Arc::new(std::env::vars().collect());
         let mut graph = RunGraph::new(specs, capacity);
         let mut slots: HashMap<InstanceKey, Slot> = HashMap::new();
         let mut results: BTreeMap<InstanceKey, JobResult> = BTreeMap::new();
@@ -347,6 +348,7 @@ impl Driver<'_> {
                             kill_grace: Duration::from_secs_f64(self.args.kill_grace.max(0.0)),
                             observer: self.printer.job(started, &slot.instance.name),
                             executor: executor.clone(),
+                            base_env: base_env.clone(),
                         };
                         let tx = tx.clone();
                         tokio::spawn(async move {
@@ -568,6 +570,7 @@ struct JobTask {
     kill_grace: Duration,
     observer: output::JobPrinter,
     executor: Arc<dyn Executor>,
+    base_env: Arc<Vec<(String, String)>>,
 }
 
 impl JobTask {
@@ -645,7 +648,7 @@ impl JobTask {
             contexts: self.contexts.clone(),
             workspace,
             temp,
-            base_env: std::env::vars().collect(),
+            base_env: self.base_env.as_ref().clone(),
             kill_grace: self.kill_grace,
             label: format!(
                 "kiln-exec-{}-{}-{}",
@@ -658,10 +661,12 @@ impl JobTask {
         let observer: Arc<dyn JobObserver> = Arc::new(self.observer);
         let outcome = run_job(self.executor.as_ref(), &run, observer.clone(), &self.cancel).await;
 
-        // Cleanup: the runner stopped leftovers; remove the job's directory.
+        // Cleanup: the runner stopped leftovers; the job's directory is
+        // removed in the background, off the job's critical path (whatever
+        // is left when kiln exits goes with the scratch directory).
         let cleanup_clock = Instant::now();
         let dir = self.dir.clone();
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        drop(tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)));
         let mut phases = outcome.phases;
         if let Some(last) = phases.last_mut()
             && last.kind == PhaseKind::Cleanup
