@@ -9,9 +9,12 @@
 //!
 //! Time never comes from the clock here: callers pass `now`.
 
+pub mod conformance;
 pub mod ports;
+pub mod sqlite;
 pub mod types;
 
 pub use ports::{
     AgentStore, AuthStore, LogStore, QueueStore, RepoStore, RunStore, Store, StoreError,
 };
+pub use sqlite::SqliteStore;

@@ -1,0 +1,89 @@
+//! [`LogStore`] over SQLite: log chunks, deflated, idempotent by
+//! (instance, attempt, seq), paged by their global id.
+
+use super::codec::{pack_logs, unpack_logs};
+use super::{SqliteStore, backend, commit};
+use crate::ports::{LogStore, Result, StoreError};
+use crate::types::LogPage;
+use kiln_model::{InstanceId, RunId};
+use kiln_proto::api::LogEntry;
+
+#[async_trait::async_trait]
+impl LogStore for SqliteStore {
+    async fn append_logs(
+        &self,
+        id: InstanceId,
+        attempt: u32,
+        seq: u64,
+        lines: &[LogEntry],
+    ) -> Result<()> {
+        let seq = i64::try_from(seq)
+            .map_err(|_| StoreError::Conflict(format!("log chunk number {seq} is too large")))?;
+        let line_count = i64::try_from(lines.len())
+            .map_err(|_| StoreError::Conflict("log chunk has too many lines".to_owned()))?;
+        // Compress before taking the write lock.
+        let data = pack_logs(lines)?;
+        let mut tx = self.write().await?;
+        let (run, current): (i64, i64) =
+            sqlx::query_as("SELECT run_id, attempt FROM instances WHERE id = ?")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
+        // Only the attempt number fences logs: a retried upload of the
+        // current attempt may arrive after its completion and still counts.
+        if current != i64::from(attempt) {
+            return Err(StoreError::Stale(format!(
+                "job {id} is at attempt {current}, not {attempt}"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO log_chunks (run_id, instance_id, attempt, seq, line_count, data) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (instance_id, attempt, seq) DO NOTHING",
+        )
+        .bind(run)
+        .bind(id.0)
+        .bind(i64::from(attempt))
+        .bind(seq)
+        .bind(line_count)
+        .bind(data)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        commit(tx).await
+    }
+
+    async fn logs(&self, run: RunId, instance: Option<InstanceId>, after: i64) -> Result<LogPage> {
+        let mut tx = self.read().await?;
+        let exists = sqlx::query_scalar::<_, i64>("SELECT 1 FROM runs WHERE id = ?")
+            .bind(run.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .is_some();
+        if !exists {
+            return Err(StoreError::NotFound(format!("run {run}")));
+        }
+        let chunks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, data FROM log_chunks \
+             WHERE run_id = ?1 AND (?2 IS NULL OR instance_id = ?2) AND id > ?3 \
+             ORDER BY instance_id, attempt, seq",
+        )
+        .bind(run.0)
+        .bind(instance.map(|i| i.0))
+        .bind(after)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut page = LogPage {
+            entries: Vec::new(),
+            cursor: after,
+        };
+        for (id, data) in chunks {
+            page.cursor = page.cursor.max(id);
+            page.entries.extend(unpack_logs(&data)?);
+        }
+        Ok(page)
+    }
+}
