@@ -4,10 +4,11 @@
 //! transition, lease and log line is committed before the server answers,
 //! so a killed server loses nothing and a second server (PostgreSQL, later)
 //! can work from the same data. Ports are narrow traits by subject
-//! ([`ports`]); adapters live beside them (`sqlite`); [`conformance`] is the
+//! ([`ports`]); adapters live beside them ([`sqlite`]); [`conformance`] is the
 //! one suite every adapter must pass.
 //!
-//! Time never comes from the clock here: callers pass `now`.
+//! Time never comes from the clock here: callers pass `now`. Design note:
+//! `docs/design/store.md`.
 
 pub mod conformance;
 pub mod ports;

@@ -4,13 +4,15 @@
 //! - it is one transaction: it happens entirely or not at all;
 //! - it may be called concurrently from many tasks (and, with a shared
 //!   database, from many servers); conditional updates make that safe;
-//! - `now` is passed in, never read from the clock;
+//! - `now` is passed in, never read from the clock; timestamps are kept to
+//!   the microsecond (what comes back is truncated to that);
 //! - errors: [`StoreError::NotFound`] for an unknown id,
 //!   [`StoreError::Conflict`] for a duplicate name or a lost optimistic
 //!   race (retry after re-reading), [`StoreError::Stale`] for a fencing
 //!   token (attempt) that is no longer current — the caller's view is out
 //!   of date and nothing was changed; [`StoreError::Backend`] for the
 //!   database itself.
+//!
 //! Cancellation: dropping a future mid-call rolls its transaction back.
 
 use crate::types::*;
@@ -86,7 +88,8 @@ pub trait QueueStore: Send + Sync {
     ) -> Result<bool>;
     /// Record the attempt's result: the instance becomes terminal with the
     /// result's status, `graph_applied = false`. Stale unless Running at
-    /// this attempt. Returns the run.
+    /// this attempt. Returns the run. Conflict if the result's status is
+    /// not final.
     async fn complete(
         &self,
         id: InstanceId,
@@ -97,9 +100,12 @@ pub trait QueueStore: Send + Sync {
     /// Running instances whose lease ended before `now`: the attempt ends
     /// as `agent-lost`; the instance is requeued while attempts remain and
     /// it was not cancelled, else it fails (`graph_applied = false`).
+    /// One whose cancellation was requested ends Cancelled instead. A
+    /// requeued instance keeps its place in the FIFO queue.
     async fn expire_leases(&self, now: Timestamp) -> Result<Vec<Expired>>;
     /// Give every running lease until `until` (after a server restart, so
-    /// downtime does not count against agents).
+    /// downtime does not count against agents). A lease already ending
+    /// later is kept.
     async fn extend_all_leases(&self, until: Timestamp) -> Result<()>;
     /// Capacity in use per agent (sum of weights of Running instances).
     async fn running_by_agent(&self) -> Result<Vec<(AgentId, InstanceId, u32)>>;
