@@ -30,15 +30,27 @@ pub struct Asker<'a> {
 
 /// Can `asker` run `job` now?
 pub fn fits(job: &Queued<'_>, asker: &Asker<'_>) -> bool {
-    let labels = job.runs_on.iter().all(|l| asker.labels.iter().any(|a| a == l));
-    let room = job.weight <= asker.free || (job.weight > asker.capacity && asker.free == asker.capacity);
+    let labels = job
+        .runs_on
+        .iter()
+        .all(|l| asker.labels.iter().any(|a| a == l));
+    let room =
+        job.weight <= asker.free || (job.weight > asker.capacity && asker.free == asker.capacity);
     labels && room
 }
 
 /// The job to give `asker`, from `queue` (oldest first). `last_repo` is the
 /// repository served last; the caller stores the returned job's repo there.
-pub fn pick(queue: &[Queued<'_>], asker: &Asker<'_>, last_repo: Option<RepoId>) -> Option<InstanceId> {
-    let mut repos: Vec<RepoId> = queue.iter().filter(|q| fits(q, asker)).map(|q| q.repo).collect();
+pub fn pick(
+    queue: &[Queued<'_>],
+    asker: &Asker<'_>,
+    last_repo: Option<RepoId>,
+) -> Option<InstanceId> {
+    let mut repos: Vec<RepoId> = queue
+        .iter()
+        .filter(|q| fits(q, asker))
+        .map(|q| q.repo)
+        .collect();
     repos.sort();
     repos.dedup();
     let first = match last_repo {
@@ -46,7 +58,10 @@ pub fn pick(queue: &[Queued<'_>], asker: &Asker<'_>, last_repo: Option<RepoId>) 
         None => 0,
     };
     let repo = *repos.get(first)?;
-    queue.iter().find(|q| q.repo == repo && fits(q, asker)).map(|q| q.id)
+    queue
+        .iter()
+        .find(|q| q.repo == repo && fits(q, asker))
+        .map(|q| q.id)
 }
 
 #[cfg(test)]
@@ -54,7 +69,12 @@ mod tests {
     use super::*;
 
     fn q(id: i64, repo: i64, runs_on: &'static [String], weight: u32) -> Queued<'static> {
-        Queued { id: InstanceId(id), repo: RepoId(repo), runs_on, weight }
+        Queued {
+            id: InstanceId(id),
+            repo: RepoId(repo),
+            runs_on,
+            weight,
+        }
     }
 
     fn labels(l: &[&str]) -> Vec<String> {
@@ -67,10 +87,18 @@ mod tests {
         let linux: &'static [String] = Box::leak(labels(&["linux"]).into_boxed_slice());
         let queue = [q(1, 1, gpu, 1), q(2, 1, linux, 1)];
         let agent = labels(&["linux"]);
-        let asker = Asker { labels: &agent, capacity: 4, free: 4 };
+        let asker = Asker {
+            labels: &agent,
+            capacity: 4,
+            free: 4,
+        };
         assert_eq!(pick(&queue, &asker, None), Some(InstanceId(2)));
         let agent = labels(&["linux", "gpu", "big"]);
-        let asker = Asker { labels: &agent, capacity: 4, free: 4 };
+        let asker = Asker {
+            labels: &agent,
+            capacity: 4,
+            free: 4,
+        };
         assert_eq!(pick(&queue, &asker, None), Some(InstanceId(1)));
     }
 
@@ -80,20 +108,74 @@ mod tests {
         let queue = [q(1, 1, none, 3), q(2, 1, none, 1)];
         let agent = labels(&[]);
         // FIFO within the repo among what fits: the light job goes first.
-        assert_eq!(pick(&queue, &Asker { labels: &agent, capacity: 4, free: 2 }, None), Some(InstanceId(2)));
-        assert_eq!(pick(&queue, &Asker { labels: &agent, capacity: 4, free: 4 }, None), Some(InstanceId(1)));
+        assert_eq!(
+            pick(
+                &queue,
+                &Asker {
+                    labels: &agent,
+                    capacity: 4,
+                    free: 2
+                },
+                None
+            ),
+            Some(InstanceId(2))
+        );
+        assert_eq!(
+            pick(
+                &queue,
+                &Asker {
+                    labels: &agent,
+                    capacity: 4,
+                    free: 4
+                },
+                None
+            ),
+            Some(InstanceId(1))
+        );
         let huge = [q(3, 1, none, 9)];
-        assert_eq!(pick(&huge, &Asker { labels: &agent, capacity: 4, free: 3 }, None), None);
-        assert_eq!(pick(&huge, &Asker { labels: &agent, capacity: 4, free: 4 }, None), Some(InstanceId(3)));
+        assert_eq!(
+            pick(
+                &huge,
+                &Asker {
+                    labels: &agent,
+                    capacity: 4,
+                    free: 3
+                },
+                None
+            ),
+            None
+        );
+        assert_eq!(
+            pick(
+                &huge,
+                &Asker {
+                    labels: &agent,
+                    capacity: 4,
+                    free: 4
+                },
+                None
+            ),
+            Some(InstanceId(3))
+        );
     }
 
     #[test]
     fn round_robin_between_repositories() {
         let none: &'static [String] = &[];
         // Repo 1 queued a lot first; repo 2 and 3 one job each.
-        let queue = [q(1, 1, none, 1), q(2, 1, none, 1), q(3, 1, none, 1), q(4, 2, none, 1), q(5, 3, none, 1)];
+        let queue = [
+            q(1, 1, none, 1),
+            q(2, 1, none, 1),
+            q(3, 1, none, 1),
+            q(4, 2, none, 1),
+            q(5, 3, none, 1),
+        ];
         let agent = labels(&[]);
-        let asker = Asker { labels: &agent, capacity: 1, free: 1 };
+        let asker = Asker {
+            labels: &agent,
+            capacity: 1,
+            free: 1,
+        };
         let mut last = None;
         let mut order = Vec::new();
         let mut remaining = queue.to_vec();

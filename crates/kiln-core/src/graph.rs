@@ -117,11 +117,6 @@ pub enum Command {
         key: InstanceKey,
         status: JobStatus,
     },
-    /// A node that will never be evaluated (the run was cancelled first).
-    NotRun {
-        node: NodeIx,
-        status: JobStatus,
-    },
     /// Every node is done.
     RunFinished {
         status: JobStatus,
@@ -201,10 +196,9 @@ impl RunGraph {
                 if self.nodes.get(node).map(|n| &n.state) == Some(&NodeState::Evaluating) {
                     let n = &mut self.nodes[node];
                     n.instances = vec![InstState::Queued; expansion.instances.max(1)];
+                    // After a cancel, only nodes whose `if:` holds under
+                    // `cancelled()` (such as `always()`) get here: they run.
                     n.state = NodeState::Expanded(expansion);
-                    if self.cancelled {
-                        self.drop_queued(node, JobStatus::Cancelled, &mut out);
-                    }
                 }
             }
             Event::Skipped { node } => self.settle(node, JobStatus::Skipped),
@@ -311,16 +305,10 @@ impl RunGraph {
                 match &self.nodes[ix].state {
                     NodeState::Waiting => {
                         if let Some(needs) = self.needs_status(ix) {
-                            if self.cancelled {
-                                self.nodes[ix].state = NodeState::Done(JobStatus::Cancelled);
-                                out.push(Command::NotRun {
-                                    node: ix,
-                                    status: JobStatus::Cancelled,
-                                });
-                            } else {
-                                self.nodes[ix].state = NodeState::Evaluating;
-                                out.push(Command::Evaluate { node: ix, needs });
-                            }
+                            // Also after a cancel: `needs` is then `Cancelled`,
+                            // and only `if: always()`/`cancelled()` jobs run.
+                            self.nodes[ix].state = NodeState::Evaluating;
+                            out.push(Command::Evaluate { node: ix, needs });
                             moved = true;
                         }
                     }

@@ -24,14 +24,22 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Check the request's bearer token against `needed`.
-pub async fn require(store: &dyn Store, headers: &HeaderMap, needed: Role) -> Result<Role, ApiError> {
+pub async fn require(
+    store: &dyn Store,
+    headers: &HeaderMap,
+    needed: Role,
+) -> Result<Role, ApiError> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::Unauthorized("missing bearer token: send `Authorization: Bearer <token>`".into()))?;
-    let secret = value
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "missing bearer token: send `Authorization: Bearer <token>`".into(),
+            )
+        })?;
+    let secret = value.strip_prefix("Bearer ").ok_or_else(|| {
+        ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+    })?;
     let record = store
         .token_by_hash(&hash(secret))
         .await?

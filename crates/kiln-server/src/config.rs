@@ -50,7 +50,10 @@ pub enum ConfigError {
 
 impl RawConfig {
     pub fn parse(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.to_owned(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// `other`'s keys win over `self`'s.
@@ -61,9 +64,15 @@ impl RawConfig {
             workflows_dir: other.workflows_dir.or(self.workflows_dir),
             queue: RawQueue {
                 lease_seconds: other.queue.lease_seconds.or(self.queue.lease_seconds),
-                heartbeat_seconds: other.queue.heartbeat_seconds.or(self.queue.heartbeat_seconds),
+                heartbeat_seconds: other
+                    .queue
+                    .heartbeat_seconds
+                    .or(self.queue.heartbeat_seconds),
                 max_attempts: other.queue.max_attempts.or(self.queue.max_attempts),
-                max_claim_wait_seconds: other.queue.max_claim_wait_seconds.or(self.queue.max_claim_wait_seconds),
+                max_claim_wait_seconds: other
+                    .queue
+                    .max_claim_wait_seconds
+                    .or(self.queue.max_claim_wait_seconds),
             },
         }
     }
@@ -72,7 +81,12 @@ impl RawConfig {
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<RawConfig, ConfigError> {
         let num = |key: &str| -> Result<Option<f64>, ConfigError> {
             get(key)
-                .map(|v| v.trim().parse::<f64>().map_err(|_| ConfigError::Invalid { key: key.into(), message: format!("`{v}` is not a number") }))
+                .map(|v| {
+                    v.trim().parse::<f64>().map_err(|_| ConfigError::Invalid {
+                        key: key.into(),
+                        message: format!("`{v}` is not a number"),
+                    })
+                })
                 .transpose()
         };
         Ok(RawConfig {
@@ -93,11 +107,17 @@ impl RawConfig {
     pub fn resolve(self, platform_data: PathBuf) -> Result<Config, ConfigError> {
         let defaults = RawConfig::parse("defaults.toml", DEFAULTS)?;
         let raw = defaults.merge(self);
-        let invalid = |key: &str, message: String| ConfigError::Invalid { key: key.into(), message };
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            message,
+        };
         let listen_s = raw.listen.unwrap_or_default();
-        let listen = listen_s
-            .parse::<SocketAddr>()
-            .map_err(|_| invalid("listen", format!("`{listen_s}` is not an address such as 127.0.0.1:7171")))?;
+        let listen = listen_s.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "listen",
+                format!("`{listen_s}` is not an address such as 127.0.0.1:7171"),
+            )
+        })?;
         let data_dir = match raw.data_dir.as_deref() {
             None | Some("") => platform_data,
             Some(d) => PathBuf::from(d),
@@ -107,7 +127,10 @@ impl RawConfig {
             if v > 0.0 && v.is_finite() {
                 Ok(Duration::from_secs_f64(v))
             } else {
-                Err(invalid(key, format!("must be a positive number of seconds, got {v}")))
+                Err(invalid(
+                    key,
+                    format!("must be a positive number of seconds, got {v}"),
+                ))
             }
         };
         let lease = secs("queue.lease_seconds", raw.queue.lease_seconds)?;
@@ -115,7 +138,10 @@ impl RawConfig {
         if heartbeat >= lease {
             return Err(invalid(
                 "queue.heartbeat_seconds",
-                format!("must be shorter than queue.lease_seconds ({}s)", lease.as_secs_f64()),
+                format!(
+                    "must be shorter than queue.lease_seconds ({}s)",
+                    lease.as_secs_f64()
+                ),
             ));
         }
         let max_attempts = raw.queue.max_attempts.unwrap_or(3);
@@ -125,11 +151,16 @@ impl RawConfig {
         Ok(Config {
             listen,
             data_dir,
-            workflows_dir: raw.workflows_dir.unwrap_or_else(|| ".kiln/workflows".into()),
+            workflows_dir: raw
+                .workflows_dir
+                .unwrap_or_else(|| ".kiln/workflows".into()),
             lease,
             heartbeat,
             max_attempts,
-            max_claim_wait: secs("queue.max_claim_wait_seconds", raw.queue.max_claim_wait_seconds)?,
+            max_claim_wait: secs(
+                "queue.max_claim_wait_seconds",
+                raw.queue.max_claim_wait_seconds,
+            )?,
         })
     }
 }
@@ -149,8 +180,13 @@ mod tests {
 
     #[test]
     fn file_then_env_override() {
-        let file = RawConfig::parse("k.toml", "listen = \"127.0.0.1:9\"\n[queue]\nlease_seconds = 4\nheartbeat_seconds = 1\n").unwrap();
-        let env = RawConfig::from_env(|k| (k == "KILN_LEASE_SECONDS").then(|| "6".to_string())).unwrap();
+        let file = RawConfig::parse(
+            "k.toml",
+            "listen = \"127.0.0.1:9\"\n[queue]\nlease_seconds = 4\nheartbeat_seconds = 1\n",
+        )
+        .unwrap();
+        let env =
+            RawConfig::from_env(|k| (k == "KILN_LEASE_SECONDS").then(|| "6".to_string())).unwrap();
         let c = file.merge(env).resolve("/d".into()).unwrap();
         assert_eq!(c.listen.port(), 9);
         assert_eq!(c.lease, Duration::from_secs(6));

@@ -28,8 +28,13 @@ async fn git(cwd: Option<&Path>, args: &[&str]) -> Result<String, GitError> {
     if let Some(d) = cwd {
         cmd.arg("-C").arg(d);
     }
-    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0").stdin(std::process::Stdio::null());
-    let out = cmd.output().await.map_err(|e| GitError::Spawn(e.to_string()))?;
+    cmd.args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null());
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| GitError::Spawn(e.to_string()))?;
     if !out.status.success() {
         return Err(GitError::Failed {
             args: args.join(" "),
@@ -41,7 +46,10 @@ async fn git(cwd: Option<&Path>, args: &[&str]) -> Result<String, GitError> {
 
 impl Mirrors {
     pub fn new(dir: PathBuf) -> Self {
-        Mirrors { dir, locks: Mutex::new(HashMap::new()) }
+        Mirrors {
+            dir,
+            locks: Mutex::new(HashMap::new()),
+        }
     }
 
     fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -59,8 +67,18 @@ impl Mirrors {
         let _guard = lock.lock().await;
         let path = self.path(name);
         if path.join("HEAD").exists() {
-            git(Some(&path), &["fetch", "--prune", "--quiet", "origin", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"])
-                .await?;
+            git(
+                Some(&path),
+                &[
+                    "fetch",
+                    "--prune",
+                    "--quiet",
+                    "origin",
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+            )
+            .await?;
         } else {
             std::fs::create_dir_all(&self.dir).map_err(|e| GitError::Spawn(e.to_string()))?;
             let p = path.display().to_string();
@@ -71,15 +89,25 @@ impl Mirrors {
 
     /// The commit `git_ref` points at (default: the remote's HEAD), and the
     /// full ref name when there is one.
-    pub async fn resolve(&self, mirror: &Path, git_ref: Option<&str>) -> Result<(String, Option<String>), GitError> {
+    pub async fn resolve(
+        &self,
+        mirror: &Path,
+        git_ref: Option<&str>,
+    ) -> Result<(String, Option<String>), GitError> {
         let full = match git_ref {
             Some(r) if r.starts_with("refs/") => Some(r.to_owned()),
             Some(r) => {
                 let heads = format!("refs/heads/{r}");
                 let tags = format!("refs/tags/{r}");
-                if git(Some(mirror), &["rev-parse", "--verify", "-q", &heads]).await.is_ok() {
+                if git(Some(mirror), &["rev-parse", "--verify", "-q", &heads])
+                    .await
+                    .is_ok()
+                {
                     Some(heads)
-                } else if git(Some(mirror), &["rev-parse", "--verify", "-q", &tags]).await.is_ok() {
+                } else if git(Some(mirror), &["rev-parse", "--verify", "-q", &tags])
+                    .await
+                    .is_ok()
+                {
                     Some(tags)
                 } else {
                     return Err(GitError::Failed {
@@ -88,22 +116,43 @@ impl Mirrors {
                     });
                 }
             }
-            None => git(Some(mirror), &["symbolic-ref", "-q", "HEAD"]).await.ok().map(|s| s.trim().to_owned()),
+            None => git(Some(mirror), &["symbolic-ref", "-q", "HEAD"])
+                .await
+                .ok()
+                .map(|s| s.trim().to_owned()),
         };
         let target = full.clone().unwrap_or_else(|| "HEAD".into());
-        let sha = git(Some(mirror), &["rev-parse", "--verify", &format!("{target}^{{commit}}")]).await?;
+        let sha = git(
+            Some(mirror),
+            &["rev-parse", "--verify", &format!("{target}^{{commit}}")],
+        )
+        .await?;
         Ok((sha.trim().to_owned(), full))
     }
 
     /// The full id of `commit`, which must exist in the mirror.
     pub async fn commit(&self, mirror: &Path, commit: &str) -> Result<String, GitError> {
-        let sha = git(Some(mirror), &["rev-parse", "--verify", &format!("{commit}^{{commit}}")]).await?;
+        let sha = git(
+            Some(mirror),
+            &["rev-parse", "--verify", &format!("{commit}^{{commit}}")],
+        )
+        .await?;
         Ok(sha.trim().to_owned())
     }
 
     /// `*.yml`/`*.yaml` files directly in `dir` at `commit`, with contents.
-    pub async fn workflow_files(&self, mirror: &Path, commit: &str, dir: &str) -> Result<Vec<(String, String)>, GitError> {
-        let listing = match git(Some(mirror), &["ls-tree", "--name-only", &format!("{commit}:{dir}")]).await {
+    pub async fn workflow_files(
+        &self,
+        mirror: &Path,
+        commit: &str,
+        dir: &str,
+    ) -> Result<Vec<(String, String)>, GitError> {
+        let listing = match git(
+            Some(mirror),
+            &["ls-tree", "--name-only", &format!("{commit}:{dir}")],
+        )
+        .await
+        {
             Ok(l) => l,
             Err(_) => return Ok(Vec::new()),
         };

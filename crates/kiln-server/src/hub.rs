@@ -10,7 +10,12 @@ use tokio::sync::broadcast;
 
 #[derive(Clone, Debug)]
 pub enum HubMsg {
-    Chunk { instance: InstanceId, attempt: u32, seq: u64, entries: Arc<Vec<LogEntry>> },
+    Chunk {
+        instance: InstanceId,
+        attempt: u32,
+        seq: u64,
+        entries: Arc<Vec<LogEntry>>,
+    },
     End(JobStatus),
 }
 
@@ -22,7 +27,9 @@ pub struct LogHub {
 impl LogHub {
     pub fn subscribe(&self, run: RunId) -> broadcast::Receiver<HubMsg> {
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        runs.entry(run).or_insert_with(|| broadcast::channel(1024).0).subscribe()
+        runs.entry(run)
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .subscribe()
     }
 
     pub fn publish(&self, run: RunId, msg: HubMsg) {

@@ -59,27 +59,46 @@ pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server
             workflows_dir: cfg.workflows_dir.clone(),
         },
     );
-    engine.recover().await.map_err(|e| ServerError::Startup(format!("recovering runs: {e}")))?;
+    engine
+        .recover()
+        .await
+        .map_err(|e| ServerError::Startup(format!("recovering runs: {e}")))?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|e| ServerError::Listen { addr: cfg.listen, message: e.to_string() })?;
-    let addr = listener.local_addr().map_err(|e| ServerError::Startup(e.to_string()))?;
+        .map_err(|e| ServerError::Listen {
+            addr: cfg.listen,
+            message: e.to_string(),
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Startup(e.to_string()))?;
     let shutdown = CancellationToken::new();
-    let app = api::router(api::AppState { engine: engine.clone() });
+    let app = api::router(api::AppState {
+        engine: engine.clone(),
+    });
     tokio::spawn(engine.clone().reaper(shutdown.clone()));
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "server stopped");
         }
     });
-    Ok(Server { addr, engine, shutdown, task })
+    Ok(Server {
+        addr,
+        engine,
+        shutdown,
+        task,
+    })
 }
 
 /// At first start (no tokens at all): create the admin token, write it to
 /// `dir/admin.token` (mode 0600) and return its path. Later starts leave it.
-pub async fn bootstrap_admin(store: &dyn Store, dir: &Path) -> Result<Option<PathBuf>, ServerError> {
+pub async fn bootstrap_admin(
+    store: &dyn Store,
+    dir: &Path,
+) -> Result<Option<PathBuf>, ServerError> {
     let err = |e: String| ServerError::Startup(e);
     if store.token_count().await.map_err(|e| err(e.to_string()))? > 0 {
         return Ok(None);
@@ -88,7 +107,12 @@ pub async fn bootstrap_admin(store: &dyn Store, dir: &Path) -> Result<Option<Pat
     let secret = auth::new_secret().map_err(|e| err(e.to_string()))?;
     write_secret(&path, &secret).map_err(|e| err(format!("writing {}: {e}", path.display())))?;
     store
-        .add_token(&auth::hash(&secret), Role::Admin, Some("admin (first start)"), Timestamp::now())
+        .add_token(
+            &auth::hash(&secret),
+            Role::Admin,
+            Some("admin (first start)"),
+            Timestamp::now(),
+        )
         .await
         .map_err(|e| err(e.to_string()))?;
     Ok(Some(path))
@@ -96,7 +120,12 @@ pub async fn bootstrap_admin(store: &dyn Store, dir: &Path) -> Result<Option<Pat
 
 /// A token of `role` written to `path` (created if missing; reused if the
 /// file holds a token the store knows).
-pub async fn ensure_token_file(store: &dyn Store, path: &Path, role: Role, name: &str) -> Result<String, ServerError> {
+pub async fn ensure_token_file(
+    store: &dyn Store,
+    path: &Path,
+    role: Role,
+    name: &str,
+) -> Result<String, ServerError> {
     let err = |e: String| ServerError::Startup(e);
     if let Ok(existing) = std::fs::read_to_string(path) {
         let existing = existing.trim().to_owned();
@@ -107,7 +136,10 @@ pub async fn ensure_token_file(store: &dyn Store, path: &Path, role: Role, name:
         }
     }
     let secret = auth::new_secret().map_err(|e| err(e.to_string()))?;
-    store.add_token(&auth::hash(&secret), role, Some(name), Timestamp::now()).await.map_err(|e| err(e.to_string()))?;
+    store
+        .add_token(&auth::hash(&secret), role, Some(name), Timestamp::now())
+        .await
+        .map_err(|e| err(e.to_string()))?;
     write_secret(path, &secret).map_err(|e| err(format!("writing {}: {e}", path.display())))?;
     Ok(secret)
 }
@@ -118,6 +150,11 @@ fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
     writeln!(f, "{secret}")
 }

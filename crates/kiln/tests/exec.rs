@@ -510,6 +510,28 @@ jobs:
 }
 
 #[test]
+fn broken_yaml_is_reported_before_anything_else() {
+    let repo = Repo::new();
+    repo.workflow(
+        "y.yml",
+        "on: push\njobs:\n  a: {runs-on: x, steps: [{run: echo \"${{ github.sha }}\"}]}\n",
+    );
+    repo.commit();
+    let run = repo.exec(&[]);
+    run.code(2);
+    assert!(
+        run.stderr.contains(".kiln/workflows/y.yml:"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("no workflow runs on"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn invalid_workflow_exits_2_with_diagnostics() {
     let repo = Repo::new();
     repo.workflow(
@@ -721,4 +743,140 @@ fn second_ctrl_c_kills_at_once() {
     // With a 600 s grace period only the second Ctrl-C can end the run.
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn a_tolerated_matrix_failure_does_not_fail_the_run() {
+    let repo = Repo::new();
+    repo.workflow(
+        "t.yml",
+        r#"
+on: push
+jobs:
+  test:
+    runs-on: x
+    continue-on-error: ${{ matrix.experimental }}
+    strategy:
+      fail-fast: false
+      matrix:
+        include:
+          - {v: stable, experimental: false}
+          - {v: nightly, experimental: true}
+    steps:
+      - run: test "${{ matrix.v }}" = stable
+  after:
+    needs: test
+    runs-on: x
+    steps:
+      - run: echo "test=${{ needs.test.result }}"
+"#,
+    );
+    repo.commit();
+    let run = repo.exec(&[]);
+    run.code(0);
+    assert_eq!(run.job_status("test (true, nightly)"), "failure");
+    assert_eq!(run.job_status("test (false, stable)"), "success");
+    assert!(
+        run.lines_of("after").contains(&"test=success".to_string()),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.results.as_ref().unwrap()["runs"][0]["status"],
+        "success"
+    );
+}
+
+#[test]
+fn jobs_from_several_workflows_can_be_selected() {
+    let repo = Repo::new();
+    repo.workflow(
+        "a.yml",
+        "on: push\njobs:\n  one: {runs-on: x, steps: [{run: echo one}]}\n",
+    );
+    repo.workflow("b.yml", "on: push\njobs:\n  two: {runs-on: x, steps: [{run: echo two}]}\n  three: {runs-on: x, steps: [{run: echo three}]}\n");
+    repo.commit();
+    let run = repo.exec(&["--job", "one", "--job", "two"]);
+    run.code(0);
+    let mut names: Vec<&str> = run
+        .jobs()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["one", "two"]);
+    let bad = repo.exec(&["--job", "tree"]);
+    bad.code(2);
+    assert!(
+        bad.stderr
+            .contains("no workflow has a job `tree`; did you mean `three`?"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn cleanup_steps_still_run_after_a_job_timeout() {
+    let repo = Repo::new();
+    repo.workflow(
+        "t.yml",
+        "on: push\njobs:\n  slow:\n    runs-on: x\n    timeout-minutes: 0.01\n    steps:\n      - run: sleep 30\n      - if: always()\n        run: echo cleaned up\n",
+    );
+    repo.commit();
+    let run = repo.exec(&["--kill-grace", "0.2"]);
+    run.code(1);
+    assert!(
+        run.lines_of("slow").contains(&"cleaned up".to_string()),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.steps("slow")[1].1, "success");
+}
+
+#[test]
+fn an_always_job_runs_after_ctrl_c() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::{BufRead, BufReader};
+
+    let repo = Repo::new();
+    repo.workflow(
+        "c.yml",
+        "on: push\njobs:\n  long:\n    runs-on: x\n    steps:\n      - run: echo ready && sleep 60\n  report:\n    needs: long\n    if: always()\n    runs-on: x\n    steps:\n      - run: echo \"reporting ${{ needs.long.result }}\"\n  plain:\n    needs: long\n    runs-on: x\n    steps: [{run: echo never}]\n",
+    );
+    repo.commit();
+    let json = repo.path().join(".git/r.json");
+    let mut child = repo
+        .command(&["exec", "--json", json.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().ends_with("] ready") {
+            break;
+        }
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        rest.iter().any(|l| l == "[report] reporting cancelled"),
+        "{rest:?}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let status_of = |name: &str| {
+        doc["runs"][0]["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == name)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status_of("report"), "success");
+    assert_eq!(status_of("plain"), "cancelled");
 }

@@ -64,7 +64,7 @@ fn drive(
                     }
                 }
                 Command::Cancel { key } => cancelled.push(key),
-                Command::Dropped { .. } | Command::NotRun { .. } | Command::RunFinished { .. } => {}
+                Command::Dropped { .. } | Command::RunFinished { .. } => {}
             }
         }
         if events.is_empty() {
@@ -96,7 +96,6 @@ fn fmt(c: &Command) -> String {
         Command::Start { key } => format!("start {}.{}", key.node, key.index),
         Command::Cancel { key } => format!("cancel {}.{}", key.node, key.index),
         Command::Dropped { key, status } => format!("drop {}.{} {status}", key.node, key.index),
-        Command::NotRun { node, status } => format!("not-run {node} {status}"),
         Command::RunFinished { status } => format!("finished {status}"),
     }
 }
@@ -319,8 +318,9 @@ fn max_parallel_limits_a_matrix() {
 
 #[test]
 fn cancel_run_stops_running_and_drops_the_rest() {
+    // Node 1 has no `if: always()`: evaluated under cancellation, it skips.
     let e = Eval::Expand(exp(2, 1));
-    let trace = drive(&[&[], &[0]], 1, &[e.clone(), e], &BTreeMap::new(), Some(1));
+    let trace = drive(&[&[], &[0]], 1, &[e, Eval::Skip], &BTreeMap::new(), Some(1));
     assert_eq!(
         trace,
         [
@@ -329,7 +329,27 @@ fn cancel_run_stops_running_and_drops_the_rest() {
             "drop 0.1 cancelled",
             "cancel 0.0",
             "done 0.0 cancelled",
-            "not-run 1 cancelled",
+            "evaluate 1 (Cancelled)",
+            "finished cancelled",
+        ]
+    );
+}
+
+#[test]
+fn an_always_job_still_runs_after_a_cancel() {
+    // Node 1 is `if: always()`: evaluated under cancellation, it expands and runs.
+    let e = Eval::Expand(exp(1, 1));
+    let trace = drive(&[&[], &[0]], 1, &[e.clone(), e], &BTreeMap::new(), Some(1));
+    assert_eq!(
+        trace,
+        [
+            "evaluate 0 (Success)",
+            "start 0.0",
+            "cancel 0.0",
+            "done 0.0 cancelled",
+            "evaluate 1 (Cancelled)",
+            "start 1.0",
+            "done 1.0 success",
             "finished cancelled",
         ]
     );

@@ -4,7 +4,7 @@
 //! excludes, files are taken in sorted path order, each file is hashed and
 //! the digests are hashed together; no match gives the empty string.
 
-use globset::{Glob, GlobSetBuilder};
+use globset::GlobSetBuilder;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -17,7 +17,11 @@ pub fn hash_files(workspace: &Path, patterns: &[String]) -> Result<String, Strin
             None => (&mut include, p.as_str()),
         };
         let pat = pat.strip_prefix("./").unwrap_or(pat);
-        let glob = Glob::new(pat).map_err(|e| format!("hashFiles: bad pattern `{p}`: {e}"))?;
+        // As on GitHub, `*` stays within one directory; `**` crosses them.
+        let glob = globset::GlobBuilder::new(pat)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("hashFiles: bad pattern `{p}`: {e}"))?;
         set.add(glob);
     }
     let include = include.build().map_err(|e| format!("hashFiles: {e}"))?;
@@ -77,6 +81,9 @@ mod tests {
         let only_y = hash_files(root, &["**/*.lock".into(), "!a/b/**".into()]).unwrap();
         assert_ne!(h1, only_y);
         assert_eq!(hash_files(root, &["nothing/*".into()]).unwrap(), "");
+        // `*` does not cross directories; `**` does.
+        assert_eq!(hash_files(root, &["*.lock".into()]).unwrap(), "");
+        assert_ne!(hash_files(root, &["a/*.lock".into()]).unwrap(), "");
         std::fs::write(root.join("a/y.lock"), "changed").unwrap();
         assert_ne!(hash_files(root, &["**/*.lock".into()]).unwrap(), h1);
         // Unrelated files do not change the hash.

@@ -31,6 +31,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// The limit of a step that runs after its job timed out (a cleanup step
+/// with `if: always()`), unless its own `timeout-minutes` is shorter.
+pub const CLEANUP_STEP_LIMIT: Duration = Duration::from_secs(5 * 60);
+
 /// GitHub's default job timeout.
 pub const DEFAULT_JOB_TIMEOUT_MINUTES: f64 = 360.0;
 
@@ -604,10 +608,16 @@ impl<'r> JobState<'r> {
             Ok(t) => t.map(minutes),
             Err(e) => return fail(result, e),
         };
-        let left = deadline.saturating_duration_since(Instant::now());
+        // After the job's own timeout, cleanup steps (`if: always()`) get
+        // their own limit or CLEANUP_STEP_LIMIT, not the spent deadline.
+        let left = if self.timed_out {
+            CLEANUP_STEP_LIMIT
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
         let (timeout, job_limit) = match step_timeout {
             Some(t) if t < left => (t, false),
-            Some(_) | None => (left, true),
+            Some(_) | None => (left, !self.timed_out),
         };
 
         let temp = &self.run.temp;

@@ -19,16 +19,37 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint: see /api/v1/openapi.json".into())
 }
 
-pub async fn list_repos(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Vec<RepoInfo>>> {
+pub async fn list_repos(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<RepoInfo>>> {
     s.require(&headers, Role::Viewer).await?;
     let repos = s.engine.store.repos().await?;
-    Ok(Json(repos.into_iter().map(|r| RepoInfo { name: r.name, url: r.url, created_at: r.created_at }).collect()))
+    Ok(Json(
+        repos
+            .into_iter()
+            .map(|r| RepoInfo {
+                name: r.name,
+                url: r.url,
+                created_at: r.created_at,
+            })
+            .collect(),
+    ))
 }
 
-pub async fn add_repo(State(s): State<AppState>, headers: HeaderMap, Json(req): Json<AddRepo>) -> ApiResult<Json<RepoInfo>> {
+pub async fn add_repo(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<AddRepo>,
+) -> ApiResult<Json<RepoInfo>> {
     s.require(&headers, Role::Admin).await?;
     let name = req.name.trim();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || name.starts_with('.')
+    {
         return Err(ApiError::BadRequest(format!(
             "repository name `{name}`: use letters, digits, `-`, `_` and `.` (not first)"
         )));
@@ -36,14 +57,28 @@ pub async fn add_repo(State(s): State<AppState>, headers: HeaderMap, Json(req): 
     if req.url.trim().is_empty() {
         return Err(ApiError::BadRequest("repository URL is empty".into()));
     }
-    let r = s.engine.store.add_repo(name, req.url.trim(), Timestamp::now()).await.map_err(|e| match e {
-        kiln_store::StoreError::Conflict(_) => ApiError::Conflict(format!("a repository named `{name}` exists")),
-        other => other.into(),
-    })?;
-    Ok(Json(RepoInfo { name: r.name, url: r.url, created_at: r.created_at }))
+    let r = s
+        .engine
+        .store
+        .add_repo(name, req.url.trim(), Timestamp::now())
+        .await
+        .map_err(|e| match e {
+            kiln_store::StoreError::Conflict(_) => {
+                ApiError::Conflict(format!("a repository named `{name}` exists"))
+            }
+            other => other.into(),
+        })?;
+    Ok(Json(RepoInfo {
+        name: r.name,
+        url: r.url,
+        created_at: r.created_at,
+    }))
 }
 
-pub async fn agents(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Vec<AgentInfo>>> {
+pub async fn agents(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<AgentInfo>>> {
     s.require(&headers, Role::Viewer).await?;
     let store = &s.engine.store;
     let running = store.running_by_agent().await?;
@@ -54,7 +89,8 @@ pub async fn agents(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<
         e.1.push(inst);
     }
     let now = Timestamp::now();
-    let offline_after = s.engine.cfg.lease.as_secs_f64() + s.engine.cfg.max_claim_wait.as_secs_f64();
+    let offline_after =
+        s.engine.cfg.lease.as_secs_f64() + s.engine.cfg.max_claim_wait.as_secs_f64();
     let out = store
         .agents()
         .await?
@@ -77,10 +113,18 @@ pub async fn agents(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<
     Ok(Json(out))
 }
 
-pub async fn queue(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Vec<QueuedJob>>> {
+pub async fn queue(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<QueuedJob>>> {
     s.require(&headers, Role::Viewer).await?;
     let store = &s.engine.store;
-    let repos: HashMap<_, _> = store.repos().await?.into_iter().map(|r| (r.id, r.name)).collect();
+    let repos: HashMap<_, _> = store
+        .repos()
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r.name))
+        .collect();
     let mut out = Vec::new();
     for c in store.candidates(1000).await? {
         let inst = store.instance(c.id).await?;
@@ -104,6 +148,18 @@ pub async fn create_token(
 ) -> ApiResult<Json<CreatedToken>> {
     s.require(&headers, Role::Admin).await?;
     let secret = auth::new_secret()?;
-    s.engine.store.add_token(&auth::hash(&secret), req.role, req.name.as_deref(), Timestamp::now()).await?;
-    Ok(Json(CreatedToken { token: secret, role: req.role, name: req.name }))
+    s.engine
+        .store
+        .add_token(
+            &auth::hash(&secret),
+            req.role,
+            req.name.as_deref(),
+            Timestamp::now(),
+        )
+        .await?;
+    Ok(Json(CreatedToken {
+        token: secret,
+        role: req.role,
+        name: req.name,
+    }))
 }

@@ -9,7 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use kiln_model::InstanceId;
-use kiln_proto::agent::{ClaimRequest, Completion, Heartbeat, HeartbeatReply, LogChunk, RegisterRequest, RegisterResponse};
+use kiln_proto::agent::{
+    ClaimRequest, Completion, Heartbeat, HeartbeatReply, LogChunk, RegisterRequest,
+    RegisterResponse,
+};
 use kiln_proto::api::Role;
 use std::time::Duration;
 
@@ -19,7 +22,16 @@ pub async fn register(
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<Json<RegisterResponse>> {
     s.require(&headers, Role::Agent).await?;
-    let a = s.engine.store.register_agent(&req.name, &req.labels, req.capacity.max(1), Timestamp::now()).await?;
+    let a = s
+        .engine
+        .store
+        .register_agent(
+            &req.name,
+            &req.labels,
+            req.capacity.max(1),
+            Timestamp::now(),
+        )
+        .await?;
     Ok(Json(RegisterResponse {
         agent_id: a.id,
         heartbeat_ms: s.engine.cfg.heartbeat.as_millis() as u64,
@@ -27,11 +39,26 @@ pub async fn register(
     }))
 }
 
-pub async fn claim(State(s): State<AppState>, headers: HeaderMap, Json(req): Json<ClaimRequest>) -> ApiResult<Response> {
+pub async fn claim(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<ClaimRequest>,
+) -> ApiResult<Response> {
     s.require(&headers, Role::Agent).await?;
     let agent = s.engine.store.agent(req.agent_id).await?;
-    s.engine.store.touch_agent(agent.id, Timestamp::now()).await?;
-    match s.engine.claim(&agent, req.free_capacity, Duration::from_millis(req.wait_ms)).await? {
+    s.engine
+        .store
+        .touch_agent(agent.id, Timestamp::now())
+        .await?;
+    match s
+        .engine
+        .claim(
+            &agent,
+            req.free_capacity,
+            Duration::from_millis(req.wait_ms),
+        )
+        .await?
+    {
         Some(a) => Ok(Json(a).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
@@ -55,7 +82,9 @@ pub async fn logs(
     Json(chunk): Json<LogChunk>,
 ) -> ApiResult<StatusCode> {
     s.require(&headers, Role::Agent).await?;
-    s.engine.logs(job, chunk.attempt, chunk.seq, chunk.lines).await?;
+    s.engine
+        .logs(job, chunk.attempt, chunk.seq, chunk.lines)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

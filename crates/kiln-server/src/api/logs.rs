@@ -34,8 +34,15 @@ pub async fn page(
 ) -> ApiResult<Json<LogsPage>> {
     s.require(&headers, Role::Viewer).await?;
     s.engine.store.run(run).await?;
-    let p = s.engine.store.logs(run, q.job, q.after.unwrap_or(0)).await?;
-    Ok(Json(LogsPage { entries: p.entries, cursor: p.cursor }))
+    let p = s
+        .engine
+        .store
+        .logs(run, q.job, q.after.unwrap_or(0))
+        .await?;
+    Ok(Json(LogsPage {
+        entries: p.entries,
+        cursor: p.cursor,
+    }))
 }
 
 fn data(e: &LogEntry) -> SseEvent {
@@ -87,11 +94,19 @@ fn async_stream(
             }
         }
         fn end(&mut self, status: &str) {
-            self.pending.push_back(SseEvent::default().event("end").data(status));
+            self.pending
+                .push_back(SseEvent::default().event("end").data(status));
             self.done = true;
         }
     }
-    let init = S { engine, rx, cursor: 0, pending: VecDeque::new(), started: false, done: false };
+    let init = S {
+        engine,
+        rx,
+        cursor: 0,
+        pending: VecDeque::new(),
+        started: false,
+        done: false,
+    };
     futures_util::stream::unfold(init, move |mut s| async move {
         loop {
             if let Some(ev) = s.pending.pop_front() {

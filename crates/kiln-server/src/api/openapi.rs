@@ -41,30 +41,188 @@ pub fn spec() -> Value {
         let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
         entry[method] = o;
     };
-    add(r::HEALTHZ, "get", op("Health check", "none", None, "Health"), &[]);
-    add(r::OPENAPI, "get", op("This document", "none", None, "Object"), &[]);
-    add(r::REPOS, "get", op("List repositories", "viewer", None, "RepoList"), &[]);
-    add(r::REPOS, "post", op("Add a repository (any git URL)", "admin", Some("AddRepo"), "RepoInfo"), &[]);
-    add(r::REPO_TRIGGER, "post", op("Trigger runs at a commit", "maintainer", Some("TriggerRequest"), "TriggerResponse"), &["repo"]);
-    add(r::RUNS, "get", op("List runs, newest first (?repo=NAME&limit=N)", "viewer", None, "RunList"), &[]);
-    add(r::RUN, "get", op("A run with its jobs", "viewer", None, "RunDetail"), &["run"]);
-    add(r::RUN_RESULTS, "get", op("The run's results document", "viewer", None, "RunResult"), &["run"]);
-    add(r::RUN_LOGS, "get", op("Stored log lines (?job=ID&after=CURSOR)", "viewer", None, "LogsPage"), &["run"]);
-    add(r::RUN_LOGS_STREAM, "get", op("Live log lines as Server-Sent Events; an `end` event carries the run status", "viewer", None, "LogEntry"), &["run"]);
-    add(r::RUN_CANCEL, "post", op("Cancel a run", "maintainer", None, "RunSummary"), &["run"]);
-    add(r::RUN_RETRY, "post", op("Run the same workflow at the same commit again", "maintainer", Some("RetryRequest"), "RunSummary"), &["run"]);
-    add(r::AGENTS, "get", op("Registered agents", "viewer", None, "AgentList"), &[]);
-    add(r::QUEUE, "get", op("Jobs waiting for an agent", "viewer", None, "QueueList"), &[]);
-    add(r::TOKENS, "post", op("Create a token (shown once)", "admin", Some("CreateToken"), "CreatedToken"), &[]);
-    add(r::AGENT_REGISTER, "post", op("Agent: register", "agent", Some("RegisterRequest"), "RegisterResponse"), &[]);
-    add(r::AGENT_CLAIM, "post", op("Agent: long-poll for a job (204 when none)", "agent", Some("ClaimRequest"), "Assignment"), &[]);
-    add(r::AGENT_HEARTBEAT, "post", op("Agent: extend the lease; says whether to cancel", "agent", Some("Heartbeat"), "HeartbeatReply"), &["job"]);
-    add(r::AGENT_LOGS, "post", op("Agent: upload a numbered log chunk (idempotent)", "agent", Some("LogChunk"), "Object"), &["job"]);
-    add(r::AGENT_COMPLETE, "post", op("Agent: report the attempt's result", "agent", Some("Completion"), "Object"), &["job"]);
+    add(
+        r::HEALTHZ,
+        "get",
+        op("Health check", "none", None, "Health"),
+        &[],
+    );
+    add(
+        r::OPENAPI,
+        "get",
+        op("This document", "none", None, "Object"),
+        &[],
+    );
+    add(
+        r::REPOS,
+        "get",
+        op("List repositories", "viewer", None, "RepoList"),
+        &[],
+    );
+    add(
+        r::REPOS,
+        "post",
+        op(
+            "Add a repository (any git URL)",
+            "admin",
+            Some("AddRepo"),
+            "RepoInfo",
+        ),
+        &[],
+    );
+    add(
+        r::REPO_TRIGGER,
+        "post",
+        op(
+            "Trigger runs at a commit",
+            "maintainer",
+            Some("TriggerRequest"),
+            "TriggerResponse",
+        ),
+        &["repo"],
+    );
+    add(
+        r::RUNS,
+        "get",
+        op(
+            "List runs, newest first (?repo=NAME&limit=N)",
+            "viewer",
+            None,
+            "RunList",
+        ),
+        &[],
+    );
+    add(
+        r::RUN,
+        "get",
+        op("A run with its jobs", "viewer", None, "RunDetail"),
+        &["run"],
+    );
+    add(
+        r::RUN_RESULTS,
+        "get",
+        op("The run's results document", "viewer", None, "RunResult"),
+        &["run"],
+    );
+    add(
+        r::RUN_LOGS,
+        "get",
+        op(
+            "Stored log lines (?job=ID&after=CURSOR)",
+            "viewer",
+            None,
+            "LogsPage",
+        ),
+        &["run"],
+    );
+    add(
+        r::RUN_LOGS_STREAM,
+        "get",
+        op(
+            "Live log lines as Server-Sent Events; an `end` event carries the run status",
+            "viewer",
+            None,
+            "LogEntry",
+        ),
+        &["run"],
+    );
+    add(
+        r::RUN_CANCEL,
+        "post",
+        op("Cancel a run", "maintainer", None, "RunSummary"),
+        &["run"],
+    );
+    add(
+        r::RUN_RETRY,
+        "post",
+        op(
+            "Run the same workflow at the same commit again",
+            "maintainer",
+            Some("RetryRequest"),
+            "RunSummary",
+        ),
+        &["run"],
+    );
+    add(
+        r::AGENTS,
+        "get",
+        op("Registered agents", "viewer", None, "AgentList"),
+        &[],
+    );
+    add(
+        r::QUEUE,
+        "get",
+        op("Jobs waiting for an agent", "viewer", None, "QueueList"),
+        &[],
+    );
+    add(
+        r::TOKENS,
+        "post",
+        op(
+            "Create a token (shown once)",
+            "admin",
+            Some("CreateToken"),
+            "CreatedToken",
+        ),
+        &[],
+    );
+    add(
+        r::AGENT_REGISTER,
+        "post",
+        op(
+            "Agent: register",
+            "agent",
+            Some("RegisterRequest"),
+            "RegisterResponse",
+        ),
+        &[],
+    );
+    add(
+        r::AGENT_CLAIM,
+        "post",
+        op(
+            "Agent: long-poll for a job (204 when none)",
+            "agent",
+            Some("ClaimRequest"),
+            "Assignment",
+        ),
+        &[],
+    );
+    add(
+        r::AGENT_HEARTBEAT,
+        "post",
+        op(
+            "Agent: extend the lease; says whether to cancel",
+            "agent",
+            Some("Heartbeat"),
+            "HeartbeatReply",
+        ),
+        &["job"],
+    );
+    add(
+        r::AGENT_LOGS,
+        "post",
+        op(
+            "Agent: upload a numbered log chunk (idempotent)",
+            "agent",
+            Some("LogChunk"),
+            "Object",
+        ),
+        &["job"],
+    );
+    add(
+        r::AGENT_COMPLETE,
+        "post",
+        op(
+            "Agent: report the attempt's result",
+            "agent",
+            Some("Completion"),
+            "Object",
+        ),
+        &["job"],
+    );
 
-    let obj = |props: &[&str]| {
-        json!({ "type": "object", "properties": props.iter().map(|p| (p.to_string(), json!({}))).collect::<serde_json::Map<_, _>>() })
-    };
+    let obj = |props: &[&str]| json!({ "type": "object", "properties": props.iter().map(|p| (p.to_string(), json!({}))).collect::<serde_json::Map<_, _>>() });
     let list = |item: &str| json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } });
     json!({
         "openapi": "3.1.0",
@@ -123,7 +281,10 @@ mod tests {
         for line in source.lines() {
             if let Some(rest) = line.trim().strip_prefix("pub const ") {
                 let path = rest.split('"').nth(1).unwrap();
-                assert!(paths.contains_key(path), "route {path} missing from the OpenAPI document");
+                assert!(
+                    paths.contains_key(path),
+                    "route {path} missing from the OpenAPI document"
+                );
             }
         }
         let text = spec.to_string();

@@ -19,7 +19,9 @@ pub async fn trigger(
 ) -> ApiResult<Json<TriggerResponse>> {
     s.require(&headers, Role::Maintainer).await?;
     let runs = s.engine.trigger(&repo, req).await?;
-    Ok(Json(TriggerResponse { runs: runs.iter().map(run_summary).collect() }))
+    Ok(Json(TriggerResponse {
+        runs: runs.iter().map(run_summary).collect(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -28,12 +30,20 @@ pub struct ListQuery {
     limit: Option<u32>,
 }
 
-pub async fn list(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<RunSummary>>> {
+pub async fn list(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<RunSummary>>> {
     s.require(&headers, Role::Viewer).await?;
     let store = &s.engine.store;
     let repo = match &q.repo {
         Some(name) => Some(
-            store.repo_by_name(name).await?.ok_or_else(|| ApiError::NotFound(format!("repository `{name}`")))?.id,
+            store
+                .repo_by_name(name)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("repository `{name}`")))?
+                .id,
         ),
         None => None,
     };
@@ -41,14 +51,26 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap, Query(q): Query
     Ok(Json(runs.iter().map(run_summary).collect()))
 }
 
-pub async fn show(State(s): State<AppState>, headers: HeaderMap, Path(run): Path<RunId>) -> ApiResult<Json<RunDetail>> {
+pub async fn show(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(run): Path<RunId>,
+) -> ApiResult<Json<RunDetail>> {
     s.require(&headers, Role::Viewer).await?;
     let rec = s.engine.store.run(run).await?;
     let jobs = s.engine.store.instances(run).await?;
-    Ok(Json(RunDetail { summary: run_summary(&rec), error: rec.error.clone(), jobs: jobs.iter().map(job_summary).collect() }))
+    Ok(Json(RunDetail {
+        summary: run_summary(&rec),
+        error: rec.error.clone(),
+        jobs: jobs.iter().map(job_summary).collect(),
+    }))
 }
 
-pub async fn results(State(s): State<AppState>, headers: HeaderMap, Path(run): Path<RunId>) -> ApiResult<Json<RunResult>> {
+pub async fn results(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(run): Path<RunId>,
+) -> ApiResult<Json<RunResult>> {
     s.require(&headers, Role::Viewer).await?;
     let store = &s.engine.store;
     let rec = store.run(run).await?;
@@ -57,11 +79,18 @@ pub async fn results(State(s): State<AppState>, headers: HeaderMap, Path(run): P
     Ok(Json(run_result(&rec, &instances, &attempts)))
 }
 
-pub async fn cancel(State(s): State<AppState>, headers: HeaderMap, Path(run): Path<RunId>) -> ApiResult<Json<RunSummary>> {
+pub async fn cancel(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(run): Path<RunId>,
+) -> ApiResult<Json<RunSummary>> {
     s.require(&headers, Role::Maintainer).await?;
     let rec = s.engine.store.run(run).await?;
     if rec.status.is_terminal() {
-        return Err(ApiError::Conflict(format!("run {run} already ended ({})", rec.status)));
+        return Err(ApiError::Conflict(format!(
+            "run {run} already ended ({})",
+            rec.status
+        )));
     }
     s.engine.cancel(run).await?;
     Ok(Json(run_summary(&s.engine.store.run(run).await?)))

@@ -55,8 +55,10 @@ pub struct Engine {
 }
 
 fn lease_until(now: Timestamp, d: Duration) -> Timestamp {
-    now.checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::from_secs(15)))
-        .unwrap_or(now)
+    now.checked_add(
+        jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::from_secs(15)),
+    )
+    .unwrap_or(now)
 }
 
 impl Engine {
@@ -80,11 +82,11 @@ impl Engine {
     /// Create runs for a trigger: one per workflow at the pinned commit
     /// that runs on the event (or the one named).
     pub async fn trigger(&self, repo_name: &str, req: TriggerRequest) -> ApiResult<Vec<RunRecord>> {
-        let repo = self
-            .store
-            .repo_by_name(repo_name)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("repository `{repo_name}` (add it with `kiln repo add`)")))?;
+        let repo = self.store.repo_by_name(repo_name).await?.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "repository `{repo_name}` (add it with `kiln repo add`)"
+            ))
+        })?;
         let mirror = self
             .mirrors
             .sync(&repo.name, &repo.url)
@@ -92,11 +94,9 @@ impl Engine {
             .map_err(|e| ApiError::BadRequest(format!("fetching {}: {e}", repo.url)))?;
         let (commit, git_ref) = match &req.commit {
             Some(c) => {
-                let sha = self
-                    .mirrors
-                    .commit(&mirror, c)
-                    .await
-                    .map_err(|_| ApiError::BadRequest(format!("commit `{c}` is not in {}", repo.url)))?;
+                let sha = self.mirrors.commit(&mirror, c).await.map_err(|_| {
+                    ApiError::BadRequest(format!("commit `{c}` is not in {}", repo.url))
+                })?;
                 (sha, req.git_ref.clone())
             }
             None => self
@@ -134,21 +134,38 @@ impl Engine {
                 continue;
             }
             let stem = path.rsplit('/').next().unwrap_or(path).to_owned();
-            let name = loaded.workflow.as_ref().map(|w| w.display_name().to_owned()).unwrap_or(stem);
+            let name = loaded
+                .workflow
+                .as_ref()
+                .map(|w| w.display_name().to_owned())
+                .unwrap_or(stem);
             let (workflow, status, error, graph, inputs) = if loaded.has_errors() {
                 let rendered = kiln_pipeline::diag::render(
                     &loaded.diagnostics,
                     |f| (f == path.as_str()).then_some(text.as_str()),
                     false,
                 );
-                (None, JobStatus::Failure, Some(rendered), None, Value::Object(BTreeMap::new()))
+                (
+                    None,
+                    JobStatus::Failure,
+                    Some(rendered),
+                    None,
+                    Value::Object(BTreeMap::new()),
+                )
             } else {
                 let Some(wf) = loaded.workflow else { continue };
                 let inputs = self.inputs_for(&wf, &event, &req)?;
                 let graph = new_graph(&wf);
                 (Some(wf), JobStatus::Queued, None, Some(graph), inputs)
             };
-            let github = github_context(&repo.name, &commit, git_ref.as_deref(), &event, &name, &inputs);
+            let github = github_context(
+                &repo.name,
+                &commit,
+                git_ref.as_deref(),
+                &event,
+                &name,
+                &inputs,
+            );
             let rec = self
                 .store
                 .create_run(NewRun {
@@ -159,7 +176,11 @@ impl Engine {
                     git_ref: git_ref.clone(),
                     event: event.clone(),
                     workflow,
-                    contexts: RunContexts { github, inputs, kiln: Value::object([("flags", flags.clone())]) },
+                    contexts: RunContexts {
+                        github,
+                        inputs,
+                        kiln: Value::object([("flags", flags.clone())]),
+                    },
                     status,
                     error,
                     graph,
@@ -180,11 +201,23 @@ impl Engine {
         Ok(created)
     }
 
-    fn inputs_for(&self, wf: &kiln_model::workflow::Workflow, event: &str, req: &TriggerRequest) -> ApiResult<Value> {
-        let given: Vec<(String, String)> = req.inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    fn inputs_for(
+        &self,
+        wf: &kiln_model::workflow::Workflow,
+        event: &str,
+        req: &TriggerRequest,
+    ) -> ApiResult<Value> {
+        let given: Vec<(String, String)> = req
+            .inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         match (&wf.on.workflow_dispatch, event) {
-            (Some(d), "workflow_dispatch") => kiln_pipeline::inputs::resolve(d, &given)
-                .map_err(|e| ApiError::BadRequest(format!("workflow `{}`: {e}", wf.display_name()))),
+            (Some(d), "workflow_dispatch") => {
+                kiln_pipeline::inputs::resolve(d, &given).map_err(|e| {
+                    ApiError::BadRequest(format!("workflow `{}`: {e}", wf.display_name()))
+                })
+            }
             _ if !given.is_empty() => Err(ApiError::BadRequest(
                 "inputs are for workflow_dispatch runs: set the event to workflow_dispatch".into(),
             )),
@@ -193,7 +226,12 @@ impl Engine {
     }
 
     /// Move a run forward; retries on a lost optimistic race.
-    pub async fn advance(&self, run: RunId, input: Input, applied: Vec<InstanceId>) -> ApiResult<()> {
+    pub async fn advance(
+        &self,
+        run: RunId,
+        input: Input,
+        applied: Vec<InstanceId>,
+    ) -> ApiResult<()> {
         let lock = self.run_lock(run);
         let _guard = lock.lock().await;
         for _ in 0..8 {
@@ -202,9 +240,15 @@ impl Engine {
                 return Ok(());
             }
             let instances = self.store.instances(run).await?;
-            let (t, fx) =
-                transition::transition(&rec, &instances, input.clone(), applied.clone(), Timestamp::now(), self.cfg.max_attempts)
-                .map_err(ApiError::Internal)?;
+            let (t, fx) = transition::transition(
+                &rec,
+                &instances,
+                input.clone(),
+                applied.clone(),
+                Timestamp::now(),
+                self.cfg.max_attempts,
+            )
+            .map_err(ApiError::Internal)?;
             let cancels = !t.cancel.is_empty();
             match self.store.apply(run, t).await {
                 Ok(_) => {
@@ -225,7 +269,9 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::Internal(format!("run {run}: too many concurrent updates")))
+        Err(ApiError::Internal(format!(
+            "run {run}: too many concurrent updates"
+        )))
     }
 
     /// Feed every terminal-but-unapplied instance to its run graph.
@@ -249,7 +295,9 @@ impl Engine {
     /// transitions, and start runs that were created but never started.
     pub async fn recover(&self) -> ApiResult<()> {
         let now = Timestamp::now();
-        self.store.extend_all_leases(lease_until(now, self.cfg.lease)).await?;
+        self.store
+            .extend_all_leases(lease_until(now, self.cfg.lease))
+            .await?;
         self.feed_unapplied().await?;
         for run in self.store.active_runs().await? {
             self.advance(run, Input::Start, Vec::new()).await?;
@@ -283,7 +331,12 @@ impl Engine {
     }
 
     /// Long-poll for a job for `agent`.
-    pub async fn claim(&self, agent: &AgentRecord, free: u32, wait: Duration) -> ApiResult<Option<Assignment>> {
+    pub async fn claim(
+        &self,
+        agent: &AgentRecord,
+        free: u32,
+        wait: Duration,
+    ) -> ApiResult<Option<Assignment>> {
         let deadline = tokio::time::Instant::now() + wait.min(self.cfg.max_claim_wait);
         loop {
             let notified = self.work.notified();
@@ -292,16 +345,31 @@ impl Engine {
             let candidates = self.store.candidates(512).await?;
             let queue: Vec<Queued<'_>> = candidates
                 .iter()
-                .map(|c| Queued { id: c.id, repo: c.repo, runs_on: &c.runs_on, weight: c.weight })
+                .map(|c| Queued {
+                    id: c.id,
+                    repo: c.repo,
+                    runs_on: &c.runs_on,
+                    weight: c.weight,
+                })
                 .collect();
-            let asker = Asker { labels: &agent.labels, capacity: agent.capacity, free };
+            let asker = Asker {
+                labels: &agent.labels,
+                capacity: agent.capacity,
+                free,
+            };
             let last = *self.last_repo.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(id) = pick(&queue, &asker, last) {
                 let now = Timestamp::now();
-                if let Some(inst) = self.store.claim(id, agent.id, now, lease_until(now, self.cfg.lease)).await? {
+                if let Some(inst) = self
+                    .store
+                    .claim(id, agent.id, now, lease_until(now, self.cfg.lease))
+                    .await?
+                {
                     *self.last_repo.lock().unwrap_or_else(|p| p.into_inner()) = Some(inst.repo);
                     let run = self.store.run(inst.run).await?;
-                    let workflow = run.workflow.ok_or_else(|| ApiError::Internal("claimed a job of an invalid run".into()))?;
+                    let workflow = run.workflow.ok_or_else(|| {
+                        ApiError::Internal("claimed a job of an invalid run".into())
+                    })?;
                     return Ok(Some(Assignment {
                         job: inst.id,
                         attempt: inst.attempt,
@@ -328,32 +396,66 @@ impl Engine {
 
     pub async fn heartbeat(&self, job: InstanceId, attempt: u32) -> ApiResult<bool> {
         let now = Timestamp::now();
-        let cancel = self.store.heartbeat(job, attempt, now, lease_until(now, self.cfg.lease)).await?;
+        let cancel = self
+            .store
+            .heartbeat(job, attempt, now, lease_until(now, self.cfg.lease))
+            .await?;
         if let Some(agent) = self.store.instance(job).await?.agent {
             self.store.touch_agent(agent, now).await?;
         }
         Ok(cancel)
     }
 
-    pub async fn logs(&self, job: InstanceId, attempt: u32, seq: u64, lines: Vec<WireLine>) -> ApiResult<()> {
+    pub async fn logs(
+        &self,
+        job: InstanceId,
+        attempt: u32,
+        seq: u64,
+        lines: Vec<WireLine>,
+    ) -> ApiResult<()> {
         let entries: Vec<LogEntry> = lines
             .into_iter()
-            .map(|l| LogEntry { job, attempt, step: l.step, stream: l.stream, at: l.at, text: l.text })
+            .map(|l| LogEntry {
+                job,
+                attempt,
+                step: l.step,
+                stream: l.stream,
+                at: l.at,
+                text: l.text,
+            })
             .collect();
         self.store.append_logs(job, attempt, seq, &entries).await?;
         let inst = self.store.instance(job).await?;
-        self.hub.publish(inst.run, HubMsg::Chunk { instance: job, attempt, seq, entries: Arc::new(entries) });
+        self.hub.publish(
+            inst.run,
+            HubMsg::Chunk {
+                instance: job,
+                attempt,
+                seq,
+                entries: Arc::new(entries),
+            },
+        );
         Ok(())
     }
 
-    pub async fn complete(&self, job: InstanceId, attempt: u32, result: JobResult) -> ApiResult<()> {
-        let run = self.store.complete(job, attempt, result, Timestamp::now()).await?;
+    pub async fn complete(
+        &self,
+        job: InstanceId,
+        attempt: u32,
+        result: JobResult,
+    ) -> ApiResult<()> {
+        let run = self
+            .store
+            .complete(job, attempt, result, Timestamp::now())
+            .await?;
         let inst = self.store.instance(job).await?;
-        self.advance(run, Input::Events(vec![finished(&inst)]), vec![job]).await
+        self.advance(run, Input::Events(vec![finished(&inst)]), vec![job])
+            .await
     }
 
     pub async fn cancel(&self, run: RunId) -> ApiResult<()> {
-        self.advance(run, Input::Events(vec![Event::CancelRun]), Vec::new()).await
+        self.advance(run, Input::Events(vec![Event::CancelRun]), Vec::new())
+            .await
     }
 
     /// A new run of the same workflow at the same commit.
@@ -369,7 +471,11 @@ impl Engine {
                 commit: old.commit.clone(),
                 git_ref: old.git_ref.clone(),
                 event: old.event.clone(),
-                status: if old.workflow.is_some() { JobStatus::Queued } else { JobStatus::Failure },
+                status: if old.workflow.is_some() {
+                    JobStatus::Queued
+                } else {
+                    JobStatus::Failure
+                },
                 workflow: old.workflow,
                 contexts: old.contexts,
                 error: old.error,
@@ -395,15 +501,28 @@ fn flags_value(raw: &[String]) -> ApiResult<Value> {
             Some((k, v)) => (k, Value::str(v)),
             None => (f.as_str(), Value::Bool(true)),
         };
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(ApiError::BadRequest(format!("flag `{f}`: a flag name uses letters, digits, `-` and `_`")));
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ApiError::BadRequest(format!(
+                "flag `{f}`: a flag name uses letters, digits, `-` and `_`"
+            )));
         }
         out.insert(k.to_owned(), v);
     }
     Ok(Value::Object(out))
 }
 
-fn github_context(repo: &str, commit: &str, git_ref: Option<&str>, event: &str, workflow: &str, inputs: &Value) -> Value {
+fn github_context(
+    repo: &str,
+    commit: &str,
+    git_ref: Option<&str>,
+    event: &str,
+    workflow: &str,
+    inputs: &Value,
+) -> Value {
     let git_ref = git_ref.unwrap_or("");
     let (ref_name, ref_type) = if let Some(b) = git_ref.strip_prefix("refs/heads/") {
         (b, "branch")

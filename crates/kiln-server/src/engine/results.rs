@@ -9,7 +9,11 @@ use kiln_proto::results::{JobResult, Phase, PhaseKind, RunResult};
 use kiln_store::types::{AttemptRecord, InstanceRecord, RunRecord};
 use std::collections::BTreeMap;
 
-pub fn run_result(run: &RunRecord, instances: &[InstanceRecord], attempts: &[AttemptRecord]) -> RunResult {
+pub fn run_result(
+    run: &RunRecord,
+    instances: &[InstanceRecord],
+    attempts: &[AttemptRecord],
+) -> RunResult {
     let mut jobs = Vec::new();
     for inst in instances {
         let mine: Vec<&AttemptRecord> = attempts.iter().filter(|a| a.instance == inst.id).collect();
@@ -87,14 +91,20 @@ fn lost(inst: &InstanceRecord, a: &AttemptRecord) -> JobResult {
         job: inst.job_key.clone(),
         name: inst.name.clone(),
         matrix: matrix_map(&inst.matrix),
-        status: if a.status == JobStatus::Running { JobStatus::Running } else { a.status },
+        status: if a.status == JobStatus::Running {
+            JobStatus::Running
+        } else {
+            a.status
+        },
         reason: a.reason.clone(),
         attempt: a.attempt,
         agent: Some(a.agent_name.clone()),
         queued_at: Some(inst.queued_at),
         started_at: Some(a.started_at),
         finished_at: end,
-        duration_ms: end.map(|e| e.duration_since(a.started_at).as_millis().max(0) as u64).unwrap_or(0),
+        duration_ms: end
+            .map(|e| e.duration_since(a.started_at).as_millis().max(0) as u64)
+            .unwrap_or(0),
         phases: Vec::new(),
         outputs: BTreeMap::new(),
         steps: Vec::new(),

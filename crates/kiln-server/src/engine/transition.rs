@@ -23,7 +23,11 @@ pub fn new_graph(wf: &Workflow) -> String {
         .jobs
         .iter()
         .map(|j| kiln_core::graph::NodeSpec {
-            needs: j.needs.iter().filter_map(|n| wf.jobs.iter().position(|k| &k.id == n)).collect(),
+            needs: j
+                .needs
+                .iter()
+                .filter_map(|n| wf.jobs.iter().position(|k| &k.id == n))
+                .collect(),
         })
         .collect();
     serde_json::to_string(&RunGraph::new(nodes, u32::MAX)).unwrap_or_default()
@@ -53,9 +57,13 @@ pub fn transition(
     now: Timestamp,
     max_attempts: u32,
 ) -> Result<(Transition, Effects), String> {
-    let wf = run.workflow.as_ref().ok_or("the run has no valid workflow")?;
-    let mut graph: RunGraph = serde_json::from_str(run.graph.as_deref().ok_or("the run has no graph")?)
-        .map_err(|e| format!("stored run graph: {e}"))?;
+    let wf = run
+        .workflow
+        .as_ref()
+        .ok_or("the run has no valid workflow")?;
+    let mut graph: RunGraph =
+        serde_json::from_str(run.graph.as_deref().ok_or("the run has no graph")?)
+            .map_err(|e| format!("stored run graph: {e}"))?;
     let mut cmds: VecDeque<Command> = match input {
         Input::Start => graph.start().into(),
         Input::Events(events) => events.into_iter().flat_map(|e| graph.on(e)).collect(),
@@ -69,7 +77,8 @@ pub fn transition(
     };
     let mut fx = Effects::default();
     let mut plans: HashMap<usize, Plan> = HashMap::new();
-    let by_key: HashMap<(u32, u32), &InstanceRecord> = instances.iter().map(|i| ((i.node, i.index), i)).collect();
+    let by_key: HashMap<(u32, u32), &InstanceRecord> =
+        instances.iter().map(|i| ((i.node, i.index), i)).collect();
     let empty = Value::Object(BTreeMap::new());
 
     while let Some(cmd) = cmds.pop_front() {
@@ -87,12 +96,28 @@ pub fn transition(
                 };
                 match plan_job(job, cx, status_check(needs)) {
                     Ok(Decision::Skip) => {
-                        let reason = if job.if_.is_none() && needs != NeedsStatus::Success {
-                            "skipped: a job it needs did not succeed"
+                        let (status, reason) = if needs == NeedsStatus::Cancelled {
+                            (
+                                JobStatus::Cancelled,
+                                "cancelled: the run was cancelled before it started",
+                            )
+                        } else if job.if_.is_none() && needs != NeedsStatus::Success {
+                            (
+                                JobStatus::Skipped,
+                                "skipped: a job it needs did not succeed",
+                            )
                         } else {
-                            "skipped: its if condition was false"
+                            (JobStatus::Skipped, "skipped: its if condition was false")
                         };
-                        t.new_instances.push(terminal(wf, node, 0, None, JobStatus::Skipped, reason, max_attempts));
+                        t.new_instances.push(terminal(
+                            wf,
+                            node,
+                            0,
+                            None,
+                            status,
+                            reason,
+                            max_attempts,
+                        ));
                         cmds.extend(graph.on(Event::Skipped { node }));
                     }
                     Ok(Decision::Run(plan)) => {
@@ -101,13 +126,25 @@ pub fn transition(
                             instances: plan.instances.len(),
                             fail_fast: plan.fail_fast,
                             max_parallel: plan.max_parallel,
-                            continue_on_error: plan.instances.iter().map(|i| i.continue_on_error).collect(),
+                            continue_on_error: plan
+                                .instances
+                                .iter()
+                                .map(|i| i.continue_on_error)
+                                .collect(),
                         };
                         plans.insert(node, plan);
                         cmds.extend(graph.on(Event::Expanded { node, expansion }));
                     }
                     Err(e) => {
-                        t.new_instances.push(terminal(wf, node, 0, None, JobStatus::Failure, &e.message, max_attempts));
+                        t.new_instances.push(terminal(
+                            wf,
+                            node,
+                            0,
+                            None,
+                            JobStatus::Failure,
+                            &e.message,
+                            max_attempts,
+                        ));
                         cmds.extend(graph.on(Event::EvaluationFailed { node }));
                     }
                 }
@@ -118,7 +155,8 @@ pub fn transition(
                     None => {
                         // Started in a later transition (max-parallel): plan again; the
                         // inputs (needs, contexts) have not changed since.
-                        let needs_ctx = needs_context(wf, key.node, &graph, instances, &t.new_instances);
+                        let needs_ctx =
+                            needs_context(wf, key.node, &graph, instances, &t.new_instances);
                         let cx = PlanContexts {
                             github: &run.contexts.github,
                             inputs: &run.contexts.inputs,
@@ -130,13 +168,19 @@ pub fn transition(
                         match plan_job(&wf.jobs[key.node], cx, StatusCheck::Success) {
                             Ok(Decision::Run(p)) => plans.entry(key.node).or_insert(p),
                             Ok(Decision::Skip) | Err(_) => {
-                                return Err(format!("job `{}` could not be planned again", wf.jobs[key.node].id));
+                                return Err(format!(
+                                    "job `{}` could not be planned again",
+                                    wf.jobs[key.node].id
+                                ));
                             }
                         }
                     }
                 };
                 let Some(inst) = plan.instances.get(key.index) else {
-                    return Err(format!("no instance {} of job `{}`", key.index, wf.jobs[key.node].id));
+                    return Err(format!(
+                        "no instance {} of job `{}`",
+                        key.index, wf.jobs[key.node].id
+                    ));
                 };
                 let job = &wf.jobs[key.node];
                 let mut github = run.contexts.github.clone();
@@ -159,7 +203,11 @@ pub fn transition(
                         github,
                         inputs: run.contexts.inputs.clone(),
                         needs: needs_context(wf, key.node, &graph, instances, &t.new_instances),
-                        matrix: inst.matrix.as_ref().map(|m| m.to_value()).unwrap_or(Value::Null),
+                        matrix: inst
+                            .matrix
+                            .as_ref()
+                            .map(|m| m.to_value())
+                            .unwrap_or(Value::Null),
                         strategy: inst.strategy.clone(),
                         kiln: run.contexts.kiln.clone(),
                         secrets: empty.clone(),
@@ -175,7 +223,10 @@ pub fn transition(
                 }
             }
             Command::Dropped { key, status } => {
-                let name = plans.get(&key.node).and_then(|p| p.instances.get(key.index)).map(|i| i.name.clone());
+                let name = plans
+                    .get(&key.node)
+                    .and_then(|p| p.instances.get(key.index))
+                    .map(|i| i.name.clone());
                 t.new_instances.push(terminal(
                     wf,
                     key.node,
@@ -183,17 +234,6 @@ pub fn transition(
                     name,
                     status,
                     "cancelled before it started",
-                    max_attempts,
-                ));
-            }
-            Command::NotRun { node, status } => {
-                t.new_instances.push(terminal(
-                    wf,
-                    node,
-                    0,
-                    None,
-                    status,
-                    "the run was cancelled before this job could start",
                     max_attempts,
                 ));
             }
@@ -214,7 +254,13 @@ pub fn transition(
 
 /// The graph event for an instance that reached a terminal status.
 pub fn finished(inst: &InstanceRecord) -> Event {
-    Event::Finished { key: InstanceKey { node: inst.node as usize, index: inst.index as usize }, status: inst.status }
+    Event::Finished {
+        key: InstanceKey {
+            node: inst.node as usize,
+            index: inst.index as usize,
+        },
+        status: inst.status,
+    }
 }
 
 fn status_check(n: NeedsStatus) -> StatusCheck {
@@ -261,7 +307,9 @@ fn needs_context(
 ) -> Value {
     let mut out = BTreeMap::new();
     for need in &wf.jobs[node].needs {
-        let Some(ni) = wf.jobs.iter().position(|j| &j.id == need) else { continue };
+        let Some(ni) = wf.jobs.iter().position(|j| &j.id == need) else {
+            continue;
+        };
         let status = graph.node_status(ni).unwrap_or(JobStatus::Skipped);
         let mut outputs = BTreeMap::new();
         for inst in instances.iter().filter(|i| i.node as usize == ni) {
@@ -273,7 +321,10 @@ fn needs_context(
         }
         out.insert(
             need.to_string(),
-            Value::object([("result", Value::str(status.as_str())), ("outputs", Value::Object(outputs))]),
+            Value::object([
+                ("result", Value::str(status.as_str())),
+                ("outputs", Value::Object(outputs)),
+            ]),
         );
     }
     Value::Object(out)

@@ -6,7 +6,7 @@
 //! (`kiln_exec::runner`, the process executor), and feeds results back as
 //! events until the graph says the run is finished.
 
-mod output;
+pub(crate) mod output;
 mod select;
 mod workspace;
 
@@ -30,6 +30,7 @@ use kiln_proto::results::{
 };
 use output::Printer;
 use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +56,22 @@ pub fn run(args: &ExecArgs, color: bool) -> Result<i32, CliError> {
         .iter()
         .filter_map(|f| f.loaded.workflow.clone().map(Arc::new))
         .collect();
+    // A file that is not even YAML could be any workflow: stop here.
+    let unreadable: Vec<_> = files
+        .iter()
+        .filter(|f| f.loaded.workflow.is_none())
+        .collect();
+    if !unreadable.is_empty() {
+        eprint!(
+            "{}",
+            render_all(&files, color && std::io::stderr().is_terminal())
+        );
+        let names: Vec<&str> = unreadable.iter().map(|f| f.display.as_str()).collect();
+        return Err(CliError::Invalid(format!(
+            "invalid workflow: {}",
+            names.join(", ")
+        )));
+    }
     let chosen = select::workflows(&all, args)?;
     // Only the chosen workflows must be valid; a broken unrelated file
     // should not stop a local run (it is still reported).
@@ -63,7 +80,15 @@ pub fn run(args: &ExecArgs, color: bool) -> Result<i32, CliError> {
         .filter(|f| f.loaded.has_errors())
         .filter(|f| f.loaded.workflow.is_none() || chosen.iter().any(|w| w.file == f.display))
         .collect();
-    let text = render_all(&files, color);
+    let text = render_all(&files, color && std::io::stderr().is_terminal());
+    for f in files.iter().filter(|f| f.loaded.has_errors()) {
+        if !broken.iter().any(|b| b.display == f.display) {
+            eprintln!(
+                "note: {} has errors and is not run (see `kiln validate`)",
+                f.display
+            );
+        }
+    }
     if !broken.is_empty() {
         eprint!("{text}");
         let names: Vec<&str> = broken.iter().map(|f| f.display.as_str()).collect();
@@ -190,7 +215,7 @@ impl Driver<'_> {
         let mut nodes = Vec::new();
         let mut specs = Vec::new();
         for (wi, wf) in chosen.iter().enumerate() {
-            let jobs = select::jobs(wf, &self.args.jobs)?;
+            let jobs = select::jobs(wf, &self.args.jobs, self.args.workflow.is_some())?;
             let base = nodes.len();
             for &ji in &jobs {
                 let needs = wf.jobs[ji]
@@ -253,17 +278,23 @@ impl Driver<'_> {
                         let key = InstanceKey { node, index: 0 };
                         match plan_job(job, cx, status) {
                             Ok(Decision::Skip) => {
-                                let reason = if job.if_.is_none() && needs != NeedsStatus::Success {
-                                    "a job it needs did not succeed"
+                                // Not run because the run was cancelled: cancelled, not skipped.
+                                let (status, reason) = if needs == NeedsStatus::Cancelled {
+                                    (
+                                        JobStatus::Cancelled,
+                                        "cancelled: the run was cancelled before it started",
+                                    )
+                                } else if job.if_.is_none() && needs != NeedsStatus::Success {
+                                    (
+                                        JobStatus::Skipped,
+                                        "skipped: a job it needs did not succeed",
+                                    )
                                 } else {
-                                    "its if condition was false"
+                                    (JobStatus::Skipped, "skipped: its if condition was false")
                                 };
-                                let mut r =
-                                    blank_result(wf, n.job, job.id.as_str(), JobStatus::Skipped);
-                                r.reason = Some(format!("skipped: {reason}"));
-                                self.printer
-                                    .job(node, job.id.as_str())
-                                    .say(&format!("skipped: {reason}"));
+                                let mut r = blank_result(wf, n.job, job.id.as_str(), status);
+                                r.reason = Some(reason.to_owned());
+                                self.printer.job(node, job.id.as_str()).say(reason);
                                 results.insert(key, r);
                                 events.push(Event::Skipped { node });
                             }
@@ -376,13 +407,6 @@ impl Driver<'_> {
                         r.reason = Some("cancelled before it started".into());
                         results.insert(key, r);
                     }
-                    Command::NotRun { node, status } => {
-                        let n = &nodes[node];
-                        let wf = &chosen[n.wf];
-                        let mut r = blank_result(wf, n.job, wf.jobs[n.job].id.as_str(), status);
-                        r.reason = Some("the run was cancelled before this job could start".into());
-                        results.insert(InstanceKey { node, index: 0 }, r);
-                    }
                     Command::RunFinished { .. } => {}
                 }
             }
@@ -433,7 +457,12 @@ impl Driver<'_> {
                     event: self.args.event.clone(),
                     commit: self.repo.head.clone(),
                     git_ref: self.repo.branch.as_ref().map(|b| format!("refs/heads/{b}")),
-                    status: run_status(&jobs, interrupted > 0),
+                    status: run_status(
+                        (0..nodes.len())
+                            .filter(|n| nodes[*n].wf == wi)
+                            .filter_map(|n| graph.node_status(n)),
+                        interrupted > 0,
+                    ),
                     started_at,
                     finished_at,
                     duration_ms: clock.elapsed().as_millis() as u64,
@@ -504,14 +533,17 @@ impl Driver<'_> {
     }
 }
 
-fn run_status(jobs: &[JobResult], interrupted: bool) -> JobStatus {
+/// A workflow's status from its jobs' statuses as the graph aggregated them
+/// (a failed matrix instance with `continue-on-error` counts as success).
+fn run_status(nodes: impl Iterator<Item = JobStatus>, interrupted: bool) -> JobStatus {
+    let statuses: Vec<JobStatus> = nodes.collect();
     if interrupted {
         JobStatus::Cancelled
-    } else if jobs.iter().any(|j| j.status == JobStatus::Failure) {
+    } else if statuses.contains(&JobStatus::Failure) {
         JobStatus::Failure
-    } else if jobs.iter().any(|j| j.status == JobStatus::Success) || jobs.is_empty() {
+    } else if statuses.contains(&JobStatus::Success) || statuses.is_empty() {
         JobStatus::Success
-    } else if jobs.iter().any(|j| j.status == JobStatus::Cancelled) {
+    } else if statuses.contains(&JobStatus::Cancelled) {
         JobStatus::Cancelled
     } else {
         JobStatus::Skipped
@@ -666,7 +698,9 @@ impl JobTask {
         // is left when kiln exits goes with the scratch directory).
         let cleanup_clock = Instant::now();
         let dir = self.dir.clone();
-        drop(tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)));
+        drop(tokio::task::spawn_blocking(move || {
+            std::fs::remove_dir_all(dir)
+        }));
         let mut phases = outcome.phases;
         if let Some(last) = phases.last_mut()
             && last.kind == PhaseKind::Cleanup

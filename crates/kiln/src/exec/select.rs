@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 /// Job indices of `wf` to run: all of them, or the named ones and,
 /// transitively, the jobs they need, in file order.
-pub fn jobs(wf: &Workflow, wanted: &[String]) -> Result<Vec<usize>, CliError> {
+/// With `strict`, every wanted job must be in `wf`; without, jobs of other
+/// workflows are ignored here (`workflows` checked that each exists somewhere).
+pub fn jobs(wf: &Workflow, wanted: &[String], strict: bool) -> Result<Vec<usize>, CliError> {
     if wanted.is_empty() {
         return Ok((0..wf.jobs.len()).collect());
     }
@@ -19,6 +21,7 @@ pub fn jobs(wf: &Workflow, wanted: &[String]) -> Result<Vec<usize>, CliError> {
     for w in wanted {
         match wf.jobs.iter().position(|j| j.id.as_str() == w) {
             Some(i) => stack.push(i),
+            None if !strict => {}
             None => {
                 let ids: Vec<&str> = wf.jobs.iter().map(|j| j.id.as_str()).collect();
                 let hint = ids
@@ -119,15 +122,37 @@ pub fn github_context(
 pub fn workflows(all: &[Arc<Workflow>], args: &ExecArgs) -> Result<Vec<Arc<Workflow>>, CliError> {
     let chosen: Vec<Arc<Workflow>> = match &args.workflow {
         Some(name) => all.iter().filter(|w| w.is_named(name)).cloned().collect(),
-        None if !args.jobs.is_empty() => all
-            .iter()
-            .filter(|w| {
-                w.jobs
+        None if !args.jobs.is_empty() => {
+            for want in &args.jobs {
+                if !all
                     .iter()
-                    .any(|j| args.jobs.iter().any(|a| a == j.id.as_str()))
-            })
-            .cloned()
-            .collect(),
+                    .any(|w| w.jobs.iter().any(|j| j.id.as_str() == want))
+                {
+                    let ids: Vec<&str> = all
+                        .iter()
+                        .flat_map(|w| w.jobs.iter().map(|j| j.id.as_str()))
+                        .collect();
+                    let hint = ids
+                        .iter()
+                        .map(|id| (strsim::jaro_winkler(id, want), id))
+                        .filter(|(s, _)| *s > 0.8)
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .map(|(_, id)| format!("; did you mean `{id}`?"))
+                        .unwrap_or_default();
+                    return Err(CliError::Usage(format!(
+                        "no workflow has a job `{want}`{hint}"
+                    )));
+                }
+            }
+            all.iter()
+                .filter(|w| {
+                    w.jobs
+                        .iter()
+                        .any(|j| args.jobs.iter().any(|a| a == j.id.as_str()))
+                })
+                .cloned()
+                .collect()
+        }
         None => all
             .iter()
             .filter(|w| w.runs_on_event(&args.event))
