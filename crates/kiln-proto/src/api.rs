@@ -168,6 +168,15 @@ pub struct LogEntry {
     pub text: String,
 }
 
+/// One page of a run's stored output, oldest first: the answer to
+/// `GET run_logs(id)?job=ID&after=CURSOR`. Pass `cursor` back as `after` to
+/// get the lines stored since; an empty `entries` means nothing newer yet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogsPage {
+    pub entries: Vec<LogEntry>,
+    pub cursor: i64,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {

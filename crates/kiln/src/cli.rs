@@ -13,7 +13,8 @@ use std::path::PathBuf;
                   on this machine or on a fleet of agents.\n\n\
                   Start with `kiln validate` to check the workflow files, then `kiln exec` to run them \
                   here, exactly as an agent would.",
-    after_help = "Exit codes: 0 success, 1 a job failed, 2 invalid workflow or usage, 130 interrupted.\n\
+    after_help = "Exit codes: 0 success, 1 a job failed, 2 invalid workflow or usage, 3 cannot reach \
+                  the server or the token was refused, 130 interrupted.\n\
                   Docs: docs/cli.md"
 )]
 pub struct Cli {
@@ -59,6 +60,9 @@ pub enum Command {
                       130 interrupted."
     )]
     Exec(ExecArgs),
+
+    #[command(flatten)]
+    Client(crate::client::args::ClientCommand),
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! picks the implementations, and maps errors to exit codes (`exit.rs`).
 
 mod cli;
+mod client;
 mod cmd;
 mod error;
 mod exec;
@@ -25,6 +26,7 @@ fn main() {
     let result = match &cli.command {
         Command::Validate(args) => cmd::validate::run(args, color),
         Command::Exec(args) => exec::run(args, color),
+        Command::Client(cmd) => Ok(client::run(cmd, color)),
     };
     let code = match result {
         Ok(code) => code,
