@@ -29,12 +29,17 @@ pub(crate) struct Beat {
     pub cancel: Cancel,
     /// Cancelled here when the lease is gone.
     pub lost: CancellationToken,
+    /// Cancelled by the job when its completion is about to be sent: a
+    /// 409 from then on may answer that completion, and ends the beat
+    /// without declaring the lease lost.
+    pub reporting: CancellationToken,
     pub events: Arc<dyn AgentEvents>,
 }
 
 /// Beat until `stop` is cancelled or the lease is lost.
 pub(crate) async fn beat(b: Beat, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(b.every.max(Duration::from_millis(10)));
+    let every = b.every.max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The first tick is immediate; the claim itself started the lease.
     ticker.tick().await;
@@ -45,9 +50,17 @@ pub(crate) async fn beat(b: Beat, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
+        // An answer slower than the interval counts as none: a stalled
+        // request must not hold back the next heartbeat past the lease.
+        let limit = every.max(Duration::from_secs(1));
         let reply = tokio::select! {
             _ = stop.cancelled() => return,
-            r = b.client.heartbeat(b.job, &hb) => r,
+            r = tokio::time::timeout(limit, b.client.heartbeat(b.job, &hb)) => {
+                r.unwrap_or_else(|_| Err(ClientError::Unreachable {
+                    url: b.client.base().to_owned(),
+                    message: format!("no answer within {:.1}s", limit.as_secs_f64()),
+                }))
+            }
         };
         match reply {
             Ok(reply) => {
@@ -59,6 +72,9 @@ pub(crate) async fn beat(b: Beat, stop: CancellationToken) {
                     });
                     b.cancel.graceful.cancel();
                 }
+            }
+            Err(ClientError::Stale(_) | ClientError::NotFound(_)) if b.reporting.is_cancelled() => {
+                return;
             }
             Err(ClientError::Stale(_) | ClientError::NotFound(_)) => {
                 b.events.event(&Event::LeaseLost {
@@ -81,7 +97,7 @@ pub(crate) async fn beat(b: Beat, stop: CancellationToken) {
                     call: Call::Heartbeat,
                     job: Some(b.job),
                     failures,
-                    retry_in: b.every,
+                    retry_in: every,
                     error: e.to_string(),
                 });
             }

@@ -6,8 +6,10 @@
 //! remove the job's directory; flush the logs; report the result and
 //! retry until acknowledged; stop the heartbeat. The heartbeat runs until
 //! the very end so that the lease outlives a slow flush or report. When
-//! the lease is lost (the heartbeat saw 409), the job is killed, nothing
-//! more is sent, and nothing is reported.
+//! the lease is lost (the heartbeat saw 409) before the completion is
+//! sent, the job is killed, nothing more is sent, and nothing is reported;
+//! once the completion is on its way, its own answer decides (a heartbeat
+//! may well get 409 because the completion was just stored).
 
 use crate::backoff::{self, Backoff};
 use crate::checkout::{GitCheckout, Mirrors};
@@ -49,6 +51,7 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment) -> JobEnd {
     let cancel = Cancel::default();
     let lost = CancellationToken::new();
     let stop_beat = CancellationToken::new();
+    let reporting = CancellationToken::new();
     let beat = tokio::spawn(heartbeat::beat(
         Beat {
             client: shared.client.clone(),
@@ -57,6 +60,7 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment) -> JobEnd {
             every: Duration::from_millis(a.heartbeat_ms),
             cancel: cancel.clone(),
             lost: lost.clone(),
+            reporting: reporting.clone(),
             events: shared.events.clone(),
         },
         stop_beat.clone(),
@@ -84,10 +88,15 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment) -> JobEnd {
             r = &mut shipper => r.unwrap_or_else(|e| Shipped::Rejected(e.to_string())),
             _ = lost.cancelled() => Shipped::Stale,
         };
+        // From here on a 409 on a heartbeat may be the answer to our own
+        // completion (stored, acknowledgement in flight): the completion's
+        // own answer decides.
+        reporting.cancel();
         match shipped {
+            _ if lost.is_cancelled() => JobEnd::LeaseLost,
             // Logs refused for good still leave a result worth reporting.
             Shipped::All | Shipped::Rejected(_) => {
-                report(&shared, job, Completion { attempt, result }, &lost).await
+                report(&shared, job, Completion { attempt, result }).await
             }
             Shipped::Stale => JobEnd::LeaseLost,
         }
@@ -264,22 +273,14 @@ async fn remove_dir(dir: std::path::PathBuf) {
     let _ = tokio::task::spawn_blocking(move || workdir::remove(&dir)).await;
 }
 
-/// Report the result, retrying until the server acknowledges it, refuses
-/// it, or the lease is lost.
-async fn report(
-    shared: &Shared,
-    job: kiln_model::InstanceId,
-    completion: Completion,
-    lost: &CancellationToken,
-) -> JobEnd {
+/// Report the result, retrying until the server acknowledges it or
+/// refuses it. A lost lease needs no watching here: the server answers the
+/// completion of a stale attempt with 409.
+async fn report(shared: &Shared, job: kiln_model::InstanceId, completion: Completion) -> JobEnd {
     let mut backoff = Backoff::new(backoff::DELIVER);
     let mut failures = 0;
     loop {
-        let sent = tokio::select! {
-            _ = lost.cancelled() => return JobEnd::LeaseLost,
-            r = shared.client.complete(job, &completion) => r,
-        };
-        match sent {
+        match shared.client.complete(job, &completion).await {
             Ok(()) => return JobEnd::Reported(completion.result.status),
             Err(ClientError::Stale(_)) => return JobEnd::Stale,
             Err(e) if e.is_transient() => {
@@ -292,10 +293,7 @@ async fn report(
                     retry_in,
                     error: e.to_string(),
                 });
-                tokio::select! {
-                    _ = lost.cancelled() => return JobEnd::LeaseLost,
-                    _ = tokio::time::sleep(retry_in) => {}
-                }
+                tokio::time::sleep(retry_in).await;
             }
             Err(e) => return JobEnd::Rejected(e.to_string()),
         }
