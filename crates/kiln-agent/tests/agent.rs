@@ -555,3 +555,52 @@ jobs:
     assert_eq!(c.result.steps[1].status, StepStatus::Skipped);
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_claiming_and_lets_running_jobs_finish() {
+    let mut fake = Fake::start().await;
+    let mut agent = Agent::start(&fake.url);
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let wf = workflow(&format!(
+        r#"
+on: push
+jobs:
+  long:
+    runs-on: linux
+    steps:
+      - run: |
+          echo waiting
+          while [ ! -e {go} ]; do sleep 0.02; done
+          echo finishing
+"#,
+        go = go.display()
+    ));
+    let job = InstanceId(31);
+    fake.queue(assignment(31, 1, wf.clone()));
+    fake.wait_line(job, "waiting").await;
+
+    agent.shutdown.cancel();
+    let running = wait_event(&mut agent.events, "shutting down", |e| match e {
+        Event::ShuttingDown { running } => Some(*running),
+        _ => None,
+    })
+    .await;
+    assert_eq!(running, 1);
+    // The open claim (for the capacity left) is abandoned, and the server
+    // sees it go: a job queued from then on must stay queued.
+    fake.wait("the open claim abandoned", |s| {
+        matches!(s, Seen::ClaimAbandoned).then_some(())
+    })
+    .await;
+    fake.queue(assignment(32, 1, wf));
+    std::fs::write(&go, "").unwrap();
+    let c = fake.wait_completed(job).await;
+    assert_eq!(c.result.status, JobStatus::Success);
+    let out = output(&fake.lines(job, 1));
+    assert_eq!(out.last().map(|l| l.2.as_str()), Some("finishing"));
+    let queue_left = fake.inner().queue.len();
+    agent.stop().await;
+    assert_eq!(queue_left, 1);
+    assert_eq!(fake.inner().queue.len(), 1);
+}

@@ -45,6 +45,8 @@ pub enum Seen {
         lines: Vec<WireLine>,
     },
     Completed(InstanceId),
+    /// A claim's connection went away before it was answered.
+    ClaimAbandoned,
     /// A call answered 503 on purpose (`"logs"`, `"complete"`, …).
     Failed(&'static str),
 }
@@ -252,6 +254,16 @@ async fn claim(State(state): State<Arc<FakeState>>, Json(req): Json<ClaimRequest
         }
         inner.claims.push(req);
     }
+    // Dropped unanswered: the client went away (hyper drops the handler).
+    struct Open(Arc<FakeState>, bool);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            if !self.1 {
+                self.0.seen(Seen::ClaimAbandoned);
+            }
+        }
+    }
+    let mut open = Open(state.clone(), false);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let notified = state.queued.notified();
@@ -260,11 +272,13 @@ async fn claim(State(state): State<Arc<FakeState>>, Json(req): Json<ClaimRequest
             if let Some(a) = inner.queue.pop_front() {
                 inner.leases.insert(a.job, a.attempt);
                 drop(inner);
+                open.1 = true;
                 state.seen(Seen::Claimed(a.job));
                 return Json(a).into_response();
             }
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            open.1 = true;
             return StatusCode::NO_CONTENT.into_response();
         }
     }
