@@ -12,7 +12,6 @@ pub mod agent;
 pub mod api;
 
 use kiln_proto::api::ErrorBody;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -127,29 +126,5 @@ impl Client {
                 .map_err(|e| ClientError::Protocol(e.to_string())),
             None => Err(ClientError::Protocol("empty answer (204)".into())),
         }
-    }
-
-    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.json(self.request(reqwest::Method::GET, path)).await
-    }
-
-    pub(crate) async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T> {
-        self.json(self.request(reqwest::Method::POST, path).json(body))
-            .await
-    }
-
-    /// POST expecting no body back (204 or any 2xx).
-    pub(crate) async fn post_empty<B: Serialize + ?Sized>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<()> {
-        self.send_raw(self.request(reqwest::Method::POST, path).json(body))
-            .await
-            .map(|_| ())
     }
 }

@@ -35,6 +35,33 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a CI server with local agents for the repository you are in
+    #[command(
+        long_about = "Start kiln: the server (API, queue, SQLite under the data directory) and local \
+                      agents in one process. Run inside a git repository, it registers that \
+                      repository, so `kiln trigger NAME --wait` runs its workflows at once.\n\n\
+                      The admin token is written to DATA/admin.token on first start, and clients \
+                      (`kiln runs`, `kiln logs`, ...) find this server through DATA/client.json.",
+        after_help = "Examples:\n  kiln up\n  kiln up --agents 2 --labels gpu\n  \
+                      kiln up --data /srv/kiln --listen 0.0.0.0:7171\n\nStop with Ctrl-C: running \
+                      jobs finish first; Ctrl-C again stops at once."
+    )]
+    Up(crate::serve::args::UpArgs),
+
+    /// Run the server alone (agents connect with `kiln agent`)
+    #[command(
+        after_help = "Examples:\n  kiln server --print-defaults > kiln.toml\n  \
+                      kiln server --config kiln.toml\n  KILN_LISTEN=0.0.0.0:7171 kiln server"
+    )]
+    Server(crate::serve::args::ServerArgs),
+
+    /// Run an agent that takes jobs from a server
+    #[command(
+        after_help = "Examples:\n  kiln token create --role agent > agent.token\n  \
+                      kiln agent --server http://ci:7171 --token-file agent.token --labels gpu --capacity 4"
+    )]
+    Agent(crate::serve::args::AgentArgs),
+
     /// Check workflow files and explain every problem with file:line:col
     #[command(
         long_about = "Check workflow files and explain every problem with file:line:col, the source \

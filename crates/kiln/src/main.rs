@@ -8,6 +8,7 @@ mod error;
 mod exec;
 mod exit;
 mod repo;
+mod serve;
 mod workflows;
 
 use clap::Parser;
@@ -27,6 +28,9 @@ fn main() {
         Command::Validate(args) => cmd::validate::run(args, color),
         Command::Exec(args) => exec::run(args, color),
         Command::Client(cmd) => Ok(client::run(cmd, color)),
+        Command::Up(args) => serve::run_up(args),
+        Command::Server(args) => serve::run_server(args),
+        Command::Agent(args) => serve::run_agent(args),
     };
     let code = match result {
         Ok(code) => code,

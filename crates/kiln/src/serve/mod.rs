@@ -21,7 +21,9 @@ pub fn platform_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("KILN_DATA").filter(|v| !v.is_empty()) {
         return PathBuf::from(d);
     }
-    dirs::data_dir().map(|d| d.join("kiln")).unwrap_or_else(|| PathBuf::from(".kiln-data"))
+    dirs::data_dir()
+        .map(|d| d.join("kiln"))
+        .unwrap_or_else(|| PathBuf::from(".kiln-data"))
 }
 
 /// Configuration from an optional file, the environment and flags (flags win).
@@ -30,7 +32,8 @@ pub fn load_config(file: Option<&Path>, flags: RawConfig) -> Result<Config, CliE
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| CliError::Usage(format!("cannot read config {}: {e}", p.display())))?;
-            RawConfig::parse(&p.display().to_string(), &text).map_err(|e| CliError::Usage(e.to_string()))?
+            RawConfig::parse(&p.display().to_string(), &text)
+                .map_err(|e| CliError::Usage(e.to_string()))?
         }
         None => RawConfig::default(),
     };
@@ -39,13 +42,21 @@ pub fn load_config(file: Option<&Path>, flags: RawConfig) -> Result<Config, CliE
     from_file
         .merge(env)
         .merge(flags)
-        .resolve(dirs::data_dir().map(|d| d.join("kiln")).unwrap_or_else(|| PathBuf::from(".kiln-data")))
+        .resolve(
+            dirs::data_dir()
+                .map(|d| d.join("kiln"))
+                .unwrap_or_else(|| PathBuf::from(".kiln-data")),
+        )
         .map_err(|e| CliError::Usage(format!("configuration: {e}")))
 }
 
 pub async fn open_store(data: &Path) -> Result<Arc<dyn Store>, CliError> {
-    std::fs::create_dir_all(data)
-        .map_err(|e| CliError::Usage(format!("cannot create data directory {}: {e}", data.display())))?;
+    std::fs::create_dir_all(data).map_err(|e| {
+        CliError::Usage(format!(
+            "cannot create data directory {}: {e}",
+            data.display()
+        ))
+    })?;
     let db = data.join("kiln.db");
     let store = SqliteStore::open(&db)
         .await
@@ -87,7 +98,11 @@ pub fn default_labels() -> Vec<String> {
         "aarch64" => "arm64",
         other => other,
     };
-    vec!["self-hosted".into(), std::env::consts::OS.into(), arch.into()]
+    vec![
+        "self-hosted".into(),
+        std::env::consts::OS.into(),
+        arch.into(),
+    ]
 }
 
 pub fn agent_config(

@@ -8,7 +8,9 @@ use kiln_proto::api::Role;
 use kiln_server::config::DEFAULTS;
 
 fn cpus() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
 }
 
 fn hostname() -> String {
@@ -20,7 +22,9 @@ fn hostname() -> String {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// `kiln up`: server, local agents, and this repository registered.
@@ -39,17 +43,28 @@ pub fn run_up(args: &UpArgs) -> Result<i32, CliError> {
             .await
             .map_err(|e| CliError::Usage(e.to_string()))?;
         let admin_file = cfg.data_dir.join("admin.token");
-        let agent_token = kiln_server::ensure_token_file(store.as_ref(), &cfg.data_dir.join("agent.token"), Role::Agent, "local agents")
+        let agent_token = kiln_server::ensure_token_file(
+            store.as_ref(),
+            &cfg.data_dir.join("agent.token"),
+            Role::Agent,
+            "local agents",
+        )
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+        let server = kiln_server::start(&cfg, store.clone())
             .await
             .map_err(|e| CliError::Usage(e.to_string()))?;
-        let server = kiln_server::start(&cfg, store.clone()).await.map_err(|e| CliError::Usage(e.to_string()))?;
         let url = format!("http://{}", server.addr);
         write_client_file(&cfg.data_dir, &url, &admin_file)?;
 
         let mut registered = None;
         if let Some(repo) = &repo {
             let name = sanitize(&repo.name);
-            match store.repo_by_name(&name).await.map_err(|e| CliError::Usage(e.to_string()))? {
+            match store
+                .repo_by_name(&name)
+                .await
+                .map_err(|e| CliError::Usage(e.to_string()))?
+            {
                 Some(r) if r.url != repo.root.display().to_string() => eprintln!(
                     "note: a repository named `{name}` already points at {}; not registering {}",
                     r.url,
@@ -58,7 +73,11 @@ pub fn run_up(args: &UpArgs) -> Result<i32, CliError> {
                 Some(_) => registered = Some(name),
                 None => {
                     store
-                        .add_repo(&name, &repo.root.display().to_string(), jiff::Timestamp::now())
+                        .add_repo(
+                            &name,
+                            &repo.root.display().to_string(),
+                            jiff::Timestamp::now(),
+                        )
                         .await
                         .map_err(|e| CliError::Usage(e.to_string()))?;
                     registered = Some(name);
@@ -73,7 +92,11 @@ pub fn run_up(args: &UpArgs) -> Result<i32, CliError> {
         labels.extend(args.labels.iter().filter(|l| !l.is_empty()).cloned());
         let mut agents = Vec::new();
         for i in 0..n {
-            let name = if n == 1 { format!("{}-local", hostname()) } else { format!("{}-local-{}", hostname(), i + 1) };
+            let name = if n == 1 {
+                format!("{}-local", hostname())
+            } else {
+                format!("{}-local-{}", hostname(), i + 1)
+            };
             let cfg_a = agent_config(
                 url.clone(),
                 agent_token.clone(),
@@ -91,9 +114,15 @@ pub fn run_up(args: &UpArgs) -> Result<i32, CliError> {
             None => println!("admin token: {}", admin_file.display()),
         }
         println!("data: {}", cfg.data_dir.display());
-        println!("{n} local agent{} (capacity {capacity} each, labels {})", if n == 1 { "" } else { "s" }, labels.join(","));
+        println!(
+            "{n} local agent{} (capacity {capacity} each, labels {})",
+            if n == 1 { "" } else { "s" },
+            labels.join(",")
+        );
         if let Some(name) = &registered {
-            println!("repository `{name}` registered; start a run with: kiln trigger {name} --wait");
+            println!(
+                "repository `{name}` registered; start a run with: kiln trigger {name} --wait"
+            );
         } else {
             println!("add a repository with: kiln repo add NAME URL");
         }
@@ -134,7 +163,9 @@ pub fn run_server(args: &ServerArgs) -> Result<i32, CliError> {
         let admin_new = kiln_server::bootstrap_admin(store.as_ref(), &cfg.data_dir)
             .await
             .map_err(|e| CliError::Usage(e.to_string()))?;
-        let server = kiln_server::start(&cfg, store).await.map_err(|e| CliError::Usage(e.to_string()))?;
+        let server = kiln_server::start(&cfg, store)
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))?;
         println!("kiln server listening on http://{}", server.addr);
         if let Some(p) = admin_new {
             println!("admin token (new, keep it safe): {}", p.display());
@@ -149,13 +180,21 @@ pub fn run_server(args: &ServerArgs) -> Result<i32, CliError> {
 pub fn run_agent(args: &AgentArgs) -> Result<i32, CliError> {
     init_tracing("warn");
     let token = std::fs::read_to_string(&args.token_file)
-        .map_err(|e| CliError::Usage(format!("cannot read the agent token {}: {e}", args.token_file.display())))?
+        .map_err(|e| {
+            CliError::Usage(format!(
+                "cannot read the agent token {}: {e}",
+                args.token_file.display()
+            ))
+        })?
         .trim()
         .to_owned();
     let name = args.name.clone().unwrap_or_else(hostname);
     let mut labels = default_labels();
     labels.extend(args.labels.iter().filter(|l| !l.is_empty()).cloned());
-    let work_dir = args.work_dir.clone().unwrap_or_else(|| platform_data_dir().join("agents").join(&name));
+    let work_dir = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| platform_data_dir().join("agents").join(&name));
     let cfg = agent_config(
         args.server.trim_end_matches('/').to_owned(),
         token,
@@ -176,7 +215,13 @@ pub fn run_agent(args: &AgentArgs) -> Result<i32, CliError> {
 fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let s = s.trim_start_matches('.').to_owned();
     if s.is_empty() { "repo".into() } else { s }
@@ -186,6 +231,9 @@ fn sanitize(name: &str) -> String {
 fn write_client_file(data: &Path, url: &str, token_file: &Path) -> Result<(), CliError> {
     let body = serde_json::json!({ "server": url, "token_file": token_file });
     let path = data.join("client.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&body).unwrap_or_default() + "\n")
-        .map_err(|e| CliError::Usage(format!("writing {}: {e}", path.display())))
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&body).unwrap_or_default() + "\n",
+    )
+    .map_err(|e| CliError::Usage(format!("writing {}: {e}", path.display())))
 }

@@ -1,0 +1,340 @@
+//! End-to-end tests of the server, agents and client commands: real
+//! processes on loopback, a real bare git remote, the real SQLite store.
+
+mod support;
+
+use serde_json::Value;
+use std::time::Duration;
+use support::cluster::{Agent, Remote, Server};
+
+struct World {
+    _tmp: tempfile::TempDir,
+    server: Server,
+    remote: Remote,
+    token_file: std::path::PathBuf,
+    work: std::path::PathBuf,
+}
+
+fn world(lease_seconds: f64) -> World {
+    let tmp = tempfile::Builder::new()
+        .prefix("kiln-e2e-")
+        .tempdir()
+        .unwrap();
+    let server = Server::start(&tmp.path().join("data"), lease_seconds);
+    let remote = Remote::new();
+    let token_file = server.agent_token_file(tmp.path());
+    let work = tmp.path().join("agents");
+    World {
+        server,
+        remote,
+        token_file,
+        work,
+        _tmp: tmp,
+    }
+}
+
+impl World {
+    fn agent(&self, name: &str, labels: &str, capacity: u32) -> Agent {
+        Agent::start(
+            &self.server,
+            &self.token_file,
+            name,
+            labels,
+            capacity,
+            &self.work,
+        )
+    }
+
+    fn add_repo(&self) {
+        self.server
+            .kiln(&["repo", "add", "app", &self.remote.url()])
+            .code(0);
+    }
+
+    /// Trigger and return the first run id.
+    fn trigger(&self, args: &[&str]) -> String {
+        let mut all = vec!["trigger", "app"];
+        all.extend_from_slice(args);
+        let v = self.server.json(&all);
+        v["runs"][0]["id"].to_string()
+    }
+
+    fn finished(&self, run: &str) -> Value {
+        self.server.wait_run(run, "the run to finish", |v| {
+            !matches!(v["status"].as_str(), Some("queued") | Some("running"))
+        })
+    }
+}
+
+fn job<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == name)
+        .unwrap_or_else(|| panic!("no job {name}: {run}"))
+}
+
+#[test]
+fn a_pushed_workflow_runs_on_an_agent_with_logs_and_results() {
+    let w = world(10.0);
+    w.remote.file(
+        ".kiln/workflows/ci.yml",
+        r#"
+on: push
+jobs:
+  build:
+    runs-on: self-hosted
+    outputs:
+      v: ${{ steps.s.outputs.v }}
+    steps:
+      - uses: actions/checkout@v4
+      - id: s
+        run: |
+          cat hello.txt
+          echo "v=42" >> "$KILN_OUTPUT"
+  test:
+    needs: build
+    runs-on: self-hosted
+    steps:
+      - run: echo "got ${{ needs.build.outputs.v }} at ${{ github.sha }}"
+"#,
+    );
+    w.remote.file("hello.txt", "hello from the commit\n");
+    let sha = w.remote.push("first");
+    w.add_repo();
+    let _a = w.agent("a1", "", 2);
+    let run = w.trigger(&[]);
+    let done = w.finished(&run);
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["commit"], sha.as_str());
+
+    let logs = w.server.kiln(&["logs", &run]);
+    logs.code(0);
+    assert!(
+        logs.stdout.contains("hello from the commit"),
+        "{}",
+        logs.stdout
+    );
+    assert!(
+        logs.stdout.contains(&format!("got 42 at {sha}")),
+        "{}",
+        logs.stdout
+    );
+
+    let results = w.server.kiln(&["show", &run, "--results", "--json"]);
+    let results: Value = if results.code == 0 {
+        serde_json::from_str(&results.stdout).unwrap()
+    } else {
+        Value::Null
+    };
+    if !results.is_null() {
+        let jobs = results["jobs"].as_array().unwrap();
+        assert!(jobs.iter().all(|j| j["agent"] == "a1"), "{results}");
+        assert!(
+            jobs.iter().all(|j| j["phases"][0]["kind"] == "queue-wait"),
+            "{results}"
+        );
+    }
+}
+
+#[test]
+fn trigger_wait_follows_logs_and_sets_the_exit_code() {
+    let w = world(10.0);
+    w.remote.file(".kiln/workflows/ci.yml", "on: push\njobs:\n  j:\n    runs-on: self-hosted\n    steps:\n      - run: echo streaming-line\n      - run: exit 3\n");
+    w.remote.push("fails");
+    w.add_repo();
+    let _a = w.agent("a1", "", 1);
+    let run = w.server.kiln(&["trigger", "app", "--wait"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("streaming-line"), "{}", run.stdout);
+}
+
+#[test]
+fn dag_across_two_agents_with_labels_and_weights() {
+    let w = world(10.0);
+    w.remote.file(
+        ".kiln/workflows/ci.yml",
+        r#"
+on: push
+jobs:
+  red:
+    runs-on: [self-hosted, red]
+    steps: [{run: echo red}]
+  blue:
+    needs: red
+    runs-on: [self-hosted, blue]
+    steps: [{run: echo blue}]
+  heavy:
+    needs: red
+    runs-on: [self-hosted, red]
+    weight: 2
+    steps: [{run: sleep 0.3}]
+  light1:
+    needs: red
+    runs-on: [self-hosted, red]
+    steps: [{run: sleep 0.3}]
+  light2:
+    needs: red
+    runs-on: [self-hosted, red]
+    steps: [{run: sleep 0.3}]
+"#,
+    );
+    w.remote.push("dag");
+    w.add_repo();
+    let _r = w.agent("red-agent", "red", 2);
+    let _b = w.agent("blue-agent", "blue", 1);
+    let run = w.trigger(&[]);
+    let done = w.finished(&run);
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(job(&done, "red")["agent"], "red-agent");
+    assert_eq!(job(&done, "blue")["agent"], "blue-agent");
+    // The heavy job (weight 2 on a capacity-2 agent) never overlapped another job there.
+    let span = |n: &str| {
+        let j = job(&done, n);
+        (
+            j["started_at"].as_str().unwrap().to_owned(),
+            j["finished_at"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (hs, he) = span("heavy");
+    for l in ["light1", "light2"] {
+        let (s, e) = span(l);
+        assert!(e <= hs || s >= he, "{l} overlapped heavy: {done}");
+    }
+}
+
+#[test]
+fn cancel_stops_a_running_job_and_retry_runs_again() {
+    let w = world(10.0);
+    w.remote.file(".kiln/workflows/ci.yml", "on: push\njobs:\n  long:\n    runs-on: self-hosted\n    steps:\n      - run: echo started && sleep 60\n");
+    w.remote.push("long");
+    w.add_repo();
+    let _a = w.agent("a1", "", 1);
+    let run = w.trigger(&[]);
+    w.server.wait_run(&run, "the job to run", |v| {
+        v["jobs"][0]["status"] == "running"
+    });
+    w.server.kiln(&["cancel", &run]).code(0);
+    let done = w.finished(&run);
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["jobs"][0]["status"], "cancelled");
+
+    let retried = w.server.json(&["retry", &run]);
+    let new = retried["id"].to_string();
+    assert_ne!(new, run);
+    w.server.wait_run(&new, "the retried job to run", |v| {
+        v["jobs"][0]["status"] == "running"
+    });
+    w.server.kiln(&["cancel", &new]).code(0);
+    assert_eq!(w.finished(&new)["status"], "cancelled");
+}
+
+#[test]
+fn a_malformed_workflow_fails_the_run_with_diagnostics() {
+    let w = world(10.0);
+    w.remote.file(
+        ".kiln/workflows/ci.yml",
+        "on: push\njobs:\n  a:\n    runs_on: x\n    steps: [{run: echo}]\n",
+    );
+    w.remote.push("bad");
+    w.add_repo();
+    let run = w.trigger(&[]);
+    let done = w.finished(&run);
+    assert_eq!(done["status"], "failure");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.contains(".kiln/workflows/ci.yml:4:5"), "{error}");
+    let show = w.server.kiln(&["show", &run]);
+    assert!(
+        show.stdout.contains("did you mean `runs-on`?")
+            || show.stderr.contains("did you mean `runs-on`?"),
+        "{}",
+        show.stdout
+    );
+}
+
+#[test]
+fn tokens_401_and_403_are_distinct() {
+    let w = world(10.0);
+    let viewer = w.server.kiln(&["token", "create", "--role", "viewer"]);
+    viewer.code(0);
+    let viewer = viewer.stdout.trim().to_owned();
+    w.server.kiln_as(&viewer, &["runs"]).code(0);
+    let denied = w
+        .server
+        .kiln_as(&viewer, &["repo", "add", "x", "file:///nowhere"]);
+    assert_eq!(denied.code, 3, "{}", denied.stderr);
+    assert!(
+        denied.stderr.contains("403") || denied.stderr.contains("role"),
+        "{}",
+        denied.stderr
+    );
+    let bad = w.server.kiln_as("kiln_not_a_token", &["runs"]);
+    assert_eq!(bad.code, 3);
+    assert!(
+        bad.stderr.contains("401") || bad.stderr.contains("token"),
+        "{}",
+        bad.stderr
+    );
+    // Agent tokens reach only agent endpoints.
+    let agent = std::fs::read_to_string(&w.token_file).unwrap();
+    let agent_denied = w.server.kiln_as(agent.trim(), &["runs"]);
+    assert_eq!(agent_denied.code, 3);
+}
+
+#[test]
+fn a_killed_agent_loses_its_lease_and_another_agent_finishes_the_job() {
+    let w = world(2.0);
+    w.remote.file(
+        ".kiln/workflows/ci.yml",
+        "on: push\njobs:\n  j:\n    runs-on: [self-hosted, first]\n    steps:\n      - run: echo attempt-$KILN_RUN_ID && sleep 2\n",
+    );
+    w.remote.push("j");
+    w.add_repo();
+    let mut first = w.agent("first", "first", 1);
+    let run = w.trigger(&[]);
+    w.server.wait_run(&run, "the first attempt", |v| {
+        v["jobs"][0]["status"] == "running"
+    });
+    first.kill();
+    let _second = w.agent("second", "first", 1);
+    let done = w.finished(&run);
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["jobs"][0]["attempt"], 2);
+    assert_eq!(done["jobs"][0]["agent"], "second");
+}
+
+#[test]
+fn a_killed_server_restarts_and_the_run_completes() {
+    let mut w = world(10.0);
+    let marker = w.remote.dir.path().join("release");
+    w.remote.file(
+        ".kiln/workflows/ci.yml",
+        &format!(
+            "on: push\njobs:\n  j:\n    runs-on: self-hosted\n    steps:\n      - run: |\n          echo before-crash\n          while [ ! -e {m} ]; do sleep 0.05; done\n          echo after-crash\n  k:\n    needs: j\n    runs-on: self-hosted\n    steps: [{{run: echo second-job}}]\n",
+            m = marker.display()
+        ),
+    );
+    w.remote.push("crash");
+    w.add_repo();
+    let _a = w.agent("a1", "", 1);
+    let run = w.trigger(&[]);
+    w.server.wait_run(&run, "the job to run", |v| {
+        v["jobs"][0]["status"] == "running"
+    });
+    w.server.kill();
+    std::fs::write(&marker, "go").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    w.server.restart();
+    let done = w.finished(&run);
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["jobs"].as_array().unwrap().len(), 2);
+    let logs = w.server.kiln(&["logs", &run]);
+    for line in ["before-crash", "after-crash", "second-job"] {
+        assert!(
+            logs.stdout.contains(line),
+            "missing {line}: {}",
+            logs.stdout
+        );
+    }
+}
