@@ -122,20 +122,24 @@ jobs:
         logs.stdout
     );
 
-    let results = w.server.kiln(&["show", &run, "--results", "--json"]);
-    let results: Value = if results.code == 0 {
-        serde_json::from_str(&results.stdout).unwrap()
-    } else {
-        Value::Null
-    };
-    if !results.is_null() {
-        let jobs = results["jobs"].as_array().unwrap();
-        assert!(jobs.iter().all(|j| j["agent"] == "a1"), "{results}");
-        assert!(
-            jobs.iter().all(|j| j["phases"][0]["kind"] == "queue-wait"),
-            "{results}"
-        );
-    }
+    let results = w.server.kiln(&["show", &run, "--results"]);
+    results.code(0);
+    let results: Value = serde_json::from_str(&results.stdout).unwrap();
+    let jobs = results["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{results}");
+    assert!(jobs.iter().all(|j| j["agent"] == "a1"), "{results}");
+    let kinds: Vec<&str> = jobs[0]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"queue-wait"), "{results}");
+    assert!(
+        kinds.contains(&"workspace") && kinds.contains(&"step"),
+        "{results}"
+    );
+    assert_eq!(jobs[0]["outputs"]["v"], "42");
 }
 
 #[test]
@@ -302,6 +306,29 @@ fn a_killed_agent_loses_its_lease_and_another_agent_finishes_the_job() {
     assert_eq!(done["status"], "success", "{done}");
     assert_eq!(done["jobs"][0]["attempt"], 2);
     assert_eq!(done["jobs"][0]["agent"], "second");
+    // The results show both attempts: the lost one and the one that finished.
+    let results = w.server.kiln(&["show", &run, "--results"]);
+    let results: Value = serde_json::from_str(&results.stdout).unwrap();
+    let attempts: Vec<(u64, String, String)> = results["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["attempt"].as_u64().unwrap(),
+                j["agent"].as_str().unwrap().to_owned(),
+                j["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            (1, "first".to_string(), "failure".to_string()),
+            (2, "second".to_string(), "success".to_string())
+        ]
+    );
+    assert_eq!(results["jobs"][0]["reason"], "agent-lost");
 }
 
 #[test]

@@ -46,7 +46,7 @@ pub enum ClientCommand {
 
     /// Show a run: its status, why it failed, and its jobs
     #[command(after_help = format!(
-        "Examples:\n  kiln show 42\n  kiln show 42 --json\n\n{CONNECT_HELP}\n\n{EXIT_HELP}"
+        "Examples:\n  kiln show 42\n  kiln show 42 --json\n  kiln show 42 --results > results.json\n\n{CONNECT_HELP}\n\n{EXIT_HELP}"
     ))]
     Show(ShowArgs),
 
@@ -199,6 +199,9 @@ pub struct ShowArgs {
     /// Print the server's JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// Print the run's results document (per job and attempt: steps, agent, phase timings) as JSON
+    #[arg(long)]
+    pub results: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }

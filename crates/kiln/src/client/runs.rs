@@ -26,6 +26,11 @@ pub async fn list(ctx: &Ctx, args: &RunsArgs) -> Result<i32, Error> {
 }
 
 pub async fn show(ctx: &Ctx, args: &ShowArgs) -> Result<i32, Error> {
+    if args.results {
+        let raw = ctx.client.call_raw(&call::run_results(args.run)).await?;
+        print_json(&raw.json)?;
+        return Ok(exit::SUCCESS);
+    }
     let raw = ctx.client.call_raw(&call::run(args.run)).await?;
     if args.json {
         print_json(&raw.json)?;
