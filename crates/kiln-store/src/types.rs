@@ -7,6 +7,7 @@ use kiln_proto::agent::JobContexts;
 use kiln_proto::api::Role;
 use kiln_proto::results::JobResult;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RepoRecord {
@@ -22,6 +23,13 @@ pub struct RunContexts {
     pub github: Value,
     pub inputs: Value,
     pub kiln: Value,
+    /// `kiln retry --failed-only`: jobs (by key) that succeeded in the run
+    /// retried, with their outputs; they are not run again.
+    #[serde(default)]
+    pub reuse: BTreeMap<String, BTreeMap<String, String>>,
+    /// The run this one retries.
+    #[serde(default)]
+    pub retry_of: Option<RunId>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -365,3 +365,63 @@ fn a_killed_server_restarts_and_the_run_completes() {
         );
     }
 }
+
+#[test]
+fn retry_failed_only_reuses_what_succeeded() {
+    let w = world(10.0);
+    let flag = w.remote.dir.path().join("pass-now");
+    w.remote.file(
+        ".kiln/workflows/ci.yml",
+        &format!(
+            r#"
+on: push
+jobs:
+  build:
+    runs-on: self-hosted
+    outputs:
+      n: ${{{{ steps.s.outputs.n }}}}
+    steps:
+      - id: s
+        run: echo "n=$RANDOM-built" >> "$KILN_OUTPUT" && echo building
+  test:
+    needs: build
+    runs-on: self-hosted
+    steps:
+      - run: echo "testing ${{{{ needs.build.outputs.n }}}}" && test -e {flag}
+"#,
+            flag = flag.display()
+        ),
+    );
+    w.remote.push("flaky");
+    w.add_repo();
+    let _a = w.agent("a1", "", 1);
+    let run = w.trigger(&[]);
+    let first = w.finished(&run);
+    assert_eq!(first["status"], "failure", "{first}");
+    std::fs::write(&flag, "").unwrap();
+    let retried = w.server.json(&["retry", &run, "--failed-only"]);
+    let new = retried["id"].to_string();
+    let done = w.finished(&new);
+    assert_eq!(done["status"], "success", "{done}");
+    assert!(
+        job(&done, "build")["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("reused from run"),
+        "{done}"
+    );
+    // The reused job's output reached the rerun job unchanged.
+    let old_logs = w.server.kiln(&["logs", &run]).stdout;
+    let new_logs = w.server.kiln(&["logs", &new]).stdout;
+    let testing = |logs: &str| {
+        logs.lines()
+            .find(|l| l.contains("testing "))
+            .map(|l| l.to_owned())
+    };
+    assert!(testing(&old_logs).is_some(), "{old_logs}");
+    assert_eq!(testing(&old_logs), testing(&new_logs));
+    assert!(
+        !new_logs.contains("building"),
+        "build ran again: {new_logs}"
+    );
+}

@@ -103,7 +103,7 @@ pub async fn retry(
     body: Option<Json<RetryRequest>>,
 ) -> ApiResult<Json<RunSummary>> {
     s.require(&headers, Role::Maintainer).await?;
-    let _failed_only = body.map(|b| b.0.failed_only).unwrap_or(false);
-    let new = s.engine.retry(run).await?;
+    let failed_only = body.map(|b| b.0.failed_only).unwrap_or(false);
+    let new = s.engine.retry(run, failed_only).await?;
     Ok(Json(run_summary(&new)))
 }

@@ -180,6 +180,7 @@ impl Engine {
                         github,
                         inputs,
                         kiln: Value::object([("flags", flags.clone())]),
+                        ..RunContexts::default()
                     },
                     status,
                     error,
@@ -458,9 +459,38 @@ impl Engine {
             .await
     }
 
-    /// A new run of the same workflow at the same commit.
-    pub async fn retry(&self, run: RunId) -> ApiResult<RunRecord> {
+    /// A new run of the same workflow at the same commit. With
+    /// `failed_only`, jobs that succeeded keep their result and outputs and
+    /// do not run again.
+    pub async fn retry(&self, run: RunId, failed_only: bool) -> ApiResult<RunRecord> {
         let old = self.store.run(run).await?;
+        if !old.status.is_terminal() {
+            return Err(ApiError::Conflict(format!(
+                "run {run} is still {}: cancel it or wait",
+                old.status
+            )));
+        }
+        let mut contexts = old.contexts.clone();
+        contexts.retry_of = Some(run);
+        contexts.reuse.clear();
+        if failed_only {
+            let instances = self.store.instances(run).await?;
+            let mut keys: Vec<&str> = instances.iter().map(|i| i.job_key.as_str()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let mine: Vec<_> = instances.iter().filter(|i| i.job_key == key).collect();
+                if mine.iter().all(|i| i.status == JobStatus::Success) {
+                    let mut outputs = old.contexts.reuse.get(key).cloned().unwrap_or_default();
+                    for i in &mine {
+                        if let Some(r) = &i.result {
+                            outputs.extend(r.outputs.clone());
+                        }
+                    }
+                    contexts.reuse.insert(key.to_owned(), outputs);
+                }
+            }
+        }
         let graph = old.workflow.as_ref().map(new_graph);
         let rec = self
             .store
@@ -477,7 +507,7 @@ impl Engine {
                     JobStatus::Failure
                 },
                 workflow: old.workflow,
-                contexts: old.contexts,
+                contexts,
                 error: old.error,
                 graph,
                 now: Timestamp::now(),

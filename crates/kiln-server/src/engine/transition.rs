@@ -85,7 +85,7 @@ pub fn transition(
         match cmd {
             Command::Evaluate { node, needs } => {
                 let job = &wf.jobs[node];
-                let needs_ctx = needs_context(wf, node, &graph, instances, &t.new_instances);
+                let needs_ctx = needs_context(wf, node, &graph, instances, &run.contexts.reuse);
                 let cx = PlanContexts {
                     github: &run.contexts.github,
                     inputs: &run.contexts.inputs,
@@ -149,6 +149,35 @@ pub fn transition(
                     }
                 }
             }
+            Command::Start { key }
+                if run
+                    .contexts
+                    .reuse
+                    .contains_key(wf.jobs[key.node].id.as_str()) =>
+            {
+                // `retry --failed-only`: this job succeeded in the retried run.
+                let name = plans
+                    .get(&key.node)
+                    .and_then(|p| p.instances.get(key.index))
+                    .map(|i| i.name.clone());
+                let reason = match run.contexts.retry_of {
+                    Some(old) => format!("reused from run {old}, where it succeeded"),
+                    None => "reused from the retried run".to_owned(),
+                };
+                t.new_instances.push(terminal(
+                    wf,
+                    key.node,
+                    key.index,
+                    name,
+                    JobStatus::Success,
+                    &reason,
+                    max_attempts,
+                ));
+                cmds.extend(graph.on(Event::Finished {
+                    key,
+                    status: JobStatus::Success,
+                }));
+            }
             Command::Start { key } => {
                 let plan = match plans.get(&key.node) {
                     Some(p) => p,
@@ -156,7 +185,7 @@ pub fn transition(
                         // Started in a later transition (max-parallel): plan again; the
                         // inputs (needs, contexts) have not changed since.
                         let needs_ctx =
-                            needs_context(wf, key.node, &graph, instances, &t.new_instances);
+                            needs_context(wf, key.node, &graph, instances, &run.contexts.reuse);
                         let cx = PlanContexts {
                             github: &run.contexts.github,
                             inputs: &run.contexts.inputs,
@@ -202,7 +231,7 @@ pub fn transition(
                     contexts: JobContexts {
                         github,
                         inputs: run.contexts.inputs.clone(),
-                        needs: needs_context(wf, key.node, &graph, instances, &t.new_instances),
+                        needs: needs_context(wf, key.node, &graph, instances, &run.contexts.reuse),
                         matrix: inst
                             .matrix
                             .as_ref()
@@ -303,7 +332,7 @@ fn needs_context(
     node: usize,
     graph: &RunGraph,
     instances: &[InstanceRecord],
-    _new: &[NewInstance],
+    reuse: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> Value {
     let mut out = BTreeMap::new();
     for need in &wf.jobs[node].needs {
@@ -311,7 +340,14 @@ fn needs_context(
             continue;
         };
         let status = graph.node_status(ni).unwrap_or(JobStatus::Skipped);
-        let mut outputs = BTreeMap::new();
+        let mut outputs: BTreeMap<String, Value> = reuse
+            .get(need.as_str())
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), Value::str(v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
         for inst in instances.iter().filter(|i| i.node as usize == ni) {
             if let Some(r) = &inst.result {
                 for (k, v) in &r.outputs {

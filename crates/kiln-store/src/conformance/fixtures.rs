@@ -32,6 +32,7 @@ pub(crate) fn new_run(repo: &RepoRecord, now: Timestamp) -> NewRun {
             ]),
             inputs: Value::object([("greeting", Value::str("héllo"))]),
             kiln: Value::object([("flags", Value::Array(vec![Value::str("fast")]))]),
+            ..RunContexts::default()
         },
         status: JobStatus::Queued,
         error: None,
