@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 pub enum InputError {
     #[error("`{0}` is not KEY=VALUE")]
     Syntax(String),
+    #[error("flag `{0}`: a flag name uses letters, digits, `-` and `_`")]
+    BadFlag(String),
     #[error("unknown input `{name}`; this workflow declares {declared}")]
     Unknown { name: String, declared: String },
     #[error("input `{name}` is a boolean: expected true or false, got `{value}`")]
@@ -26,6 +28,27 @@ pub enum InputError {
     },
     #[error("input `{name}` is required and has no default: pass --input {name}=VALUE")]
     Missing { name: String },
+}
+
+/// `NAME` and `NAME=VALUE` flags as the `kiln.flags` object (`true` for a
+/// bare name). Shared by `kiln exec --flag` and triggers.
+pub fn flags(raw: &[String]) -> Result<Value, InputError> {
+    let mut out = BTreeMap::new();
+    for f in raw {
+        let (k, v) = match f.split_once('=') {
+            Some((k, v)) => (k, Value::str(v)),
+            None => (f.as_str(), Value::Bool(true)),
+        };
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(InputError::BadFlag(f.clone()));
+        }
+        out.insert(k.to_owned(), v);
+    }
+    Ok(Value::Object(out))
 }
 
 /// Split `KEY=VALUE` arguments.

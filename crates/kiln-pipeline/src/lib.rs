@@ -10,6 +10,7 @@
 //! - [`matrix`]: `strategy.matrix` expansion;
 //! - [`plan`]: a job's `if:`, matrix and strategy evaluated into instances.
 
+pub mod contexts;
 pub mod diag;
 pub mod expr;
 pub mod inputs;

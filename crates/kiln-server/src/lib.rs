@@ -129,10 +129,10 @@ pub async fn ensure_token_file(
     let err = |e: String| ServerError::Startup(e);
     if let Ok(existing) = std::fs::read_to_string(path) {
         let existing = existing.trim().to_owned();
-        if let Ok(Some(rec)) = store.token_by_hash(&auth::hash(&existing)).await {
-            if rec.role == role {
-                return Ok(existing);
-            }
+        if let Ok(Some(rec)) = store.token_by_hash(&auth::hash(&existing)).await
+            && rec.role == role
+        {
+            return Ok(existing);
         }
     }
     let secret = auth::new_secret().map_err(|e| err(e.to_string()))?;

@@ -120,10 +120,10 @@ fn async_stream(
                 if !s.catch_up(run, job).await {
                     return None;
                 }
-                if let Ok(rec) = s.engine.store.run(run).await {
-                    if rec.status.is_terminal() {
-                        s.end(rec.status.as_str());
-                    }
+                if let Ok(rec) = s.engine.store.run(run).await
+                    && rec.status.is_terminal()
+                {
+                    s.end(rec.status.as_str());
                 }
                 continue;
             }

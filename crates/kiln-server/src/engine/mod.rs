@@ -118,7 +118,8 @@ impl Engine {
             )));
         }
         let event = req.event.clone().unwrap_or_else(|| "push".into());
-        let flags = flags_value(&req.flags)?;
+        let flags = kiln_pipeline::inputs::flags(&req.flags)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let now = Timestamp::now();
         let mut created = Vec::new();
         for (path, text) in &files {
@@ -158,14 +159,17 @@ impl Engine {
                 let graph = new_graph(&wf);
                 (Some(wf), JobStatus::Queued, None, Some(graph), inputs)
             };
-            let github = github_context(
-                &repo.name,
-                &commit,
-                git_ref.as_deref(),
-                &event,
-                &name,
-                &inputs,
-            );
+            // run_id/run_number are set per job once the run has its id.
+            let github = kiln_pipeline::contexts::github(kiln_pipeline::contexts::RunFacts {
+                repository: &repo.name,
+                sha: &commit,
+                git_ref: git_ref.as_deref(),
+                event: &event,
+                workflow: &name,
+                actor: "kiln",
+                run_id: "",
+                inputs: &inputs,
+            });
             let rec = self
                 .store
                 .create_run(NewRun {
@@ -522,65 +526,4 @@ impl Engine {
 
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
-}
-
-fn flags_value(raw: &[String]) -> ApiResult<Value> {
-    let mut out = BTreeMap::new();
-    for f in raw {
-        let (k, v) = match f.split_once('=') {
-            Some((k, v)) => (k, Value::str(v)),
-            None => (f.as_str(), Value::Bool(true)),
-        };
-        if k.is_empty()
-            || !k
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(ApiError::BadRequest(format!(
-                "flag `{f}`: a flag name uses letters, digits, `-` and `_`"
-            )));
-        }
-        out.insert(k.to_owned(), v);
-    }
-    Ok(Value::Object(out))
-}
-
-fn github_context(
-    repo: &str,
-    commit: &str,
-    git_ref: Option<&str>,
-    event: &str,
-    workflow: &str,
-    inputs: &Value,
-) -> Value {
-    let git_ref = git_ref.unwrap_or("");
-    let (ref_name, ref_type) = if let Some(b) = git_ref.strip_prefix("refs/heads/") {
-        (b, "branch")
-    } else if let Some(t) = git_ref.strip_prefix("refs/tags/") {
-        (t, "tag")
-    } else {
-        (git_ref, "")
-    };
-    let mut event_payload = BTreeMap::new();
-    if event == "workflow_dispatch" {
-        event_payload.insert("inputs".to_owned(), inputs.clone());
-    }
-    Value::object([
-        ("event_name", Value::str(event)),
-        ("sha", Value::str(commit)),
-        ("ref", Value::str(git_ref)),
-        ("ref_name", Value::str(ref_name)),
-        ("ref_type", Value::str(ref_type)),
-        ("head_ref", Value::str("")),
-        ("base_ref", Value::str("")),
-        ("repository", Value::str(repo)),
-        ("repository_owner", Value::str("")),
-        ("workflow", Value::str(workflow)),
-        ("run_attempt", Value::str("1")),
-        ("actor", Value::str("kiln")),
-        ("server_url", Value::str("")),
-        ("token", Value::str("")),
-        ("action", Value::str("")),
-        ("event", Value::Object(event_payload)),
-    ])
 }

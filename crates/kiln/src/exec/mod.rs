@@ -98,7 +98,8 @@ pub fn run(args: &ExecArgs, color: bool) -> Result<i32, CliError> {
         )));
     }
     let inputs = resolve_inputs(&chosen, args)?;
-    let flags = select::flags(&args.flags)?;
+    let flags =
+        kiln_pipeline::inputs::flags(&args.flags).map_err(|e| CliError::Usage(format!("--{e}")))?;
     let capacity = args.parallel.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get() as u32)

@@ -5,7 +5,6 @@ use crate::error::CliError;
 use crate::repo::Repo;
 use kiln_model::Value;
 use kiln_model::workflow::Workflow;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Job indices of `wf` to run: all of them, or the named ones and,
@@ -53,28 +52,6 @@ pub fn jobs(wf: &Workflow, wanted: &[String], strict: bool) -> Result<Vec<usize>
     Ok((0..wf.jobs.len()).filter(|i| keep[*i]).collect())
 }
 
-/// `--flag NAME` and `--flag NAME=VALUE` as the `kiln.flags` object.
-pub fn flags(raw: &[String]) -> Result<Value, CliError> {
-    let mut out = BTreeMap::new();
-    for f in raw {
-        let (k, v) = match f.split_once('=') {
-            Some((k, v)) => (k, Value::str(v)),
-            None => (f.as_str(), Value::Bool(true)),
-        };
-        if k.is_empty()
-            || !k
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(CliError::Usage(format!(
-                "--flag `{f}`: a flag name uses letters, digits, `-` and `_`"
-            )));
-        }
-        out.insert(k.to_owned(), v);
-    }
-    Ok(Value::Object(out))
-}
-
 /// The `github` context of a local run (without `job`, set per job).
 pub fn github_context(
     repo: &Repo,
@@ -83,39 +60,25 @@ pub fn github_context(
     inputs: &Value,
     run_id: &str,
 ) -> Value {
-    let (git_ref, ref_name) = match &repo.branch {
-        Some(b) => (format!("refs/heads/{b}"), b.clone()),
-        None => (String::new(), String::new()),
-    };
+    let git_ref = repo.branch.as_ref().map(|b| format!("refs/heads/{b}"));
     let actor = std::env::var("USER").unwrap_or_else(|_| "local".into());
-    let mut event = BTreeMap::new();
-    if args.event == "workflow_dispatch" {
-        event.insert("inputs".to_owned(), inputs.clone());
+    let mut g = kiln_pipeline::contexts::github(kiln_pipeline::contexts::RunFacts {
+        repository: &repo.name,
+        sha: repo.head.as_deref().unwrap_or(""),
+        git_ref: git_ref.as_deref(),
+        event: &args.event,
+        workflow: wf.display_name(),
+        actor: &actor,
+        run_id,
+        inputs,
+    });
+    if let Value::Object(m) = &mut g {
+        m.insert(
+            "workspace".into(),
+            Value::str(repo.root.display().to_string()),
+        );
     }
-    Value::object([
-        ("event_name", Value::str(args.event.clone())),
-        ("sha", Value::str(repo.head.clone().unwrap_or_default())),
-        ("ref", Value::str(git_ref)),
-        ("ref_name", Value::str(ref_name)),
-        (
-            "ref_type",
-            Value::str(if repo.branch.is_some() { "branch" } else { "" }),
-        ),
-        ("head_ref", Value::str("")),
-        ("base_ref", Value::str("")),
-        ("repository", Value::str(repo.name.clone())),
-        ("repository_owner", Value::str("")),
-        ("workspace", Value::str(repo.root.display().to_string())),
-        ("workflow", Value::str(wf.display_name().to_owned())),
-        ("run_id", Value::str(run_id.to_owned())),
-        ("run_number", Value::str("1")),
-        ("run_attempt", Value::str("1")),
-        ("actor", Value::str(actor)),
-        ("server_url", Value::str("")),
-        ("token", Value::str("")),
-        ("action", Value::str("")),
-        ("event", Value::Object(event)),
-    ])
+    g
 }
 
 /// The workflows `kiln exec` runs.
