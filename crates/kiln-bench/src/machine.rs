@@ -84,17 +84,27 @@ impl CpuClock {
     /// CPU time used so far by this process and the children it has
     /// waited for; `None` without `/proc`.
     pub fn now(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let (own, children) = self.of("self")?;
+        Some(own + children)
+    }
+
+    /// CPU time (user + system) used so far by process `pid` (`"self"` for
+    /// this one), and separately by the children it has waited for.
+    pub fn of(&self, pid: &str) -> Option<(Duration, Duration)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // Fields after the command name, which is in parentheses and may
         // hold spaces: state is field 3, utime..cstime are fields 14..17.
         let rest = &stat[stat.rfind(')')? + 1..];
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields
-            .get(11..15)?
-            .iter()
-            .map(|f| f.parse::<u64>().ok())
-            .sum::<Option<u64>>()?;
-        Some(self.tick * u32::try_from(ticks).ok()?)
+        let ticks = |range: std::ops::Range<usize>| -> Option<Duration> {
+            let t: u64 = fields
+                .get(range)?
+                .iter()
+                .map(|f| f.parse::<u64>().ok())
+                .sum::<Option<u64>>()?;
+            Some(self.tick * u32::try_from(t).ok()?)
+        };
+        Some((ticks(11..13)?, ticks(13..15)?))
     }
 }
 
