@@ -1,8 +1,9 @@
 //! Logs of a run: a page from the store, or a live Server-Sent Events
-//! stream (`kiln logs -f`). The stream first replays what is stored, then
-//! forwards chunks as agents upload them (each chunk once, by its
-//! (job, attempt, seq)), and ends with an `end` event carrying the run's
-//! status. A follower that falls behind the live channel re-reads the store.
+//! stream (`kiln logs -f`). The stream replays what is stored, then, each
+//! time the live channel says a chunk arrived (or that the follower lagged),
+//! reads the store again from its cursor (the last stored chunk id): every
+//! line is sent once and in order, whatever the channel did. It ends with
+//! an `end` event carrying the run's status.
 
 use super::AppState;
 use crate::error::ApiResult;
@@ -59,13 +60,11 @@ pub async fn stream(
     s.engine.store.run(run).await?;
     // Subscribe before reading the store, so nothing falls between the two.
     let rx = s.engine.hub.subscribe(run);
-    let engine = s.engine.clone();
-    let job = q.job;
-    let stream = async_stream(engine, run, job, rx);
+    let stream = follow(s.engine.clone(), run, q.job, rx);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-fn async_stream(
+fn follow(
     engine: std::sync::Arc<crate::engine::Engine>,
     run: RunId,
     job: Option<InstanceId>,
