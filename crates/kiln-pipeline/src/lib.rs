@@ -13,6 +13,7 @@
 pub mod contexts;
 pub mod diag;
 pub mod expr;
+pub mod filters;
 pub mod inputs;
 pub mod load;
 pub mod matrix;
