@@ -10,6 +10,10 @@
 //!   `--trigger-threads` clients can: first POST sent → the last run's
 //!   `finished_at`.
 //!
+//! - the same M runs triggered with no agent able to take them, then an
+//!   agent started that can: its first claim → the last run's end (the
+//!   dispatch rate without the triggers).
+//!
 //! The end is the server's own `finished_at` (same machine, same clock),
 //! so the polling interval only delays noticing it, not the number.
 //! Baselines: the bash command kiln runs for such a step, N (or M) times,
@@ -128,9 +132,15 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
         "small",
         &crate::fixture::workflow_on(1, "self-hosted", "true"),
     )?;
+    let drain = Repo::create(
+        tmp.path(),
+        "drain",
+        &crate::fixture::workflow_on(1, "[self-hosted, drain]", "true"),
+    )?;
     let server = Server::start(&cfg.kiln, &tmp.path().join("data"), &[])?;
     server.add_repo(&big)?;
     server.add_repo(&small)?;
+    server.add_repo(&drain)?;
     let token = server.agent_token_file(tmp.path())?;
     let agent = Agent::start(
         &cfg.kiln,
@@ -170,6 +180,20 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
 
     let mut big_m = Vec::new();
     let mut small_m = Vec::new();
+    let mut drain_m = Vec::new();
+    let drains = std::cell::Cell::new(0usize);
+    let drain_agent = || -> Result<Agent> {
+        drains.set(drains.get() + 1);
+        Agent::start(
+            &cfg.kiln,
+            &server,
+            &token,
+            &format!("drain-{}", drains.get()),
+            "drain",
+            cfg.capacity,
+            &tmp.path().join("agents"),
+        )
+    };
     let (mut big_bash, mut big_true, mut small_bash, mut small_true) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in 0..cfg.repeat {
@@ -200,6 +224,22 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
             cfg.poll,
             &cpu_now,
         )?);
+        progress(&format!(
+            "repeat {}/{}: {} one-job runs queued, then drained",
+            r + 1,
+            cfg.repeat,
+            cfg.runs
+        ));
+        drain_m.push(drain_runs(
+            &server,
+            &drain,
+            cfg.runs,
+            cfg.trigger_threads,
+            p,
+            cfg.poll,
+            &drain_agent,
+            &clock,
+        )?);
     }
     let shapes = vec![
         shape(
@@ -213,6 +253,13 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
             format!("{} one-job runs", cfg.runs),
             cfg.runs,
             &small_m,
+            &small_bash,
+            &small_true,
+        ),
+        shape(
+            format!("{} one-job runs, queued first", cfg.runs),
+            cfg.runs,
+            &drain_m,
             &small_bash,
             &small_true,
         ),
@@ -339,6 +386,80 @@ fn many_runs(
     cpu: CpuNow<'_>,
 ) -> Result<Measured> {
     let cpu0 = cpu();
+    let (ids, sent, accepted) = trigger_many(server, repo, runs, threads)?;
+    let ended = wait_all(server, &repo.name, &ids, poll, Duration::from_secs(600))?;
+    let cpu_ms = cpu_per_job(cpu0, cpu(), runs);
+    let mut results = Vec::new();
+    for id in &ids {
+        results.push(server.api.get::<RunResult>(&routes::run_results(*id))?);
+    }
+    let wall = ended - sent;
+    let (occupancy, agent_job_ms, first) = occupancy(&results, p, wall)?;
+    Ok(Measured {
+        wall_s: wall as f64 / 1e6,
+        trigger_s: (accepted - sent) as f64 / 1e6,
+        first_claim_ms: (first - sent) as f64 / 1000.0,
+        occupancy,
+        agent_job_ms,
+        cpu_ms,
+    })
+}
+
+/// `runs` one-job runs queued first (no agent has their label), then an
+/// agent with that label started: the first claim → the last run's end.
+#[allow(clippy::too_many_arguments)]
+fn drain_runs(
+    server: &Server,
+    repo: &Repo,
+    runs: usize,
+    threads: usize,
+    p: usize,
+    poll: Duration,
+    agent: &dyn Fn() -> Result<Agent>,
+    clock: &CpuClock,
+) -> Result<Measured> {
+    let (ids, sent, accepted) = trigger_many(server, repo, runs, threads)?;
+    let server_pid = server.pid().to_string();
+    let s0 = clock.of(&server_pid).map(|c| c.0.as_secs_f64());
+    let a = agent()?;
+    let agent_pid = a.pid().context("the agent")?.to_string();
+    let ended = wait_all(server, &repo.name, &ids, poll, Duration::from_secs(600))?;
+    let s1 = clock.of(&server_pid).map(|c| c.0.as_secs_f64());
+    let a1 = clock.of(&agent_pid);
+    let cpu_ms = match (s0, s1, a1) {
+        (Some(s0), Some(s1), Some((own, children))) => [
+            (s1 - s0) * 1000.0 / runs as f64,
+            own.as_secs_f64() * 1000.0 / runs as f64,
+            children.as_secs_f64() * 1000.0 / runs as f64,
+        ],
+        _ => [f64::NAN; 3],
+    };
+    drop(a);
+    let mut results = Vec::new();
+    for id in &ids {
+        results.push(server.api.get::<RunResult>(&routes::run_results(*id))?);
+    }
+    let (_, _, first) = occupancy(&results, p, 1)?;
+    let wall = ended - first;
+    let (occupancy, agent_job_ms, _) = occupancy(&results, p, wall)?;
+    Ok(Measured {
+        wall_s: wall as f64 / 1e6,
+        trigger_s: (accepted - sent) as f64 / 1e6,
+        first_claim_ms: 0.0,
+        occupancy,
+        agent_job_ms,
+        cpu_ms,
+    })
+}
+
+/// Triggers `runs` runs of `repo` from `threads` clients at once; the run
+/// ids, when the first POST was sent and when the last answer was read.
+fn trigger_many(
+    server: &Server,
+    repo: &Repo,
+    runs: usize,
+    threads: usize,
+) -> Result<(Vec<RunId>, i64, i64)> {
     let path = routes::repo_trigger(&repo.name);
     let next = Mutex::new(0usize);
     let ids = Mutex::new(Vec::with_capacity(runs));
@@ -370,22 +491,7 @@ fn many_runs(
     })?;
     let accepted = now_us();
     let ids = ids.into_inner().unwrap_or_else(|e| e.into_inner());
-    let ended = wait_all(server, &repo.name, &ids, poll, Duration::from_secs(600))?;
-    let cpu_ms = cpu_per_job(cpu0, cpu(), runs);
-    let mut results = Vec::new();
-    for id in &ids {
-        results.push(server.api.get::<RunResult>(&routes::run_results(*id))?);
-    }
-    let wall = ended - sent;
-    let (occupancy, agent_job_ms, first) = occupancy(&results, p, wall)?;
-    Ok(Measured {
-        wall_s: wall as f64 / 1e6,
-        trigger_s: (accepted - sent) as f64 / 1e6,
-        first_claim_ms: (first - sent) as f64 / 1000.0,
-        occupancy,
-        agent_job_ms,
-        cpu_ms,
-    })
+    Ok((ids, sent, accepted))
 }
 
 /// Polls the repository's newest runs until every run of `ids` has ended
@@ -444,7 +550,7 @@ pub fn table(r: &Report) -> String {
     line(format!("kiln: {} ({})", r.kiln, r.kiln_version));
     line(String::new());
     line(format!(
-        "{:<26} {:>8} {:>8} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9} {:>7}",
+        "{:<34} {:>8} {:>8} {:>9} {:>10} {:>9} {:>9} {:>8} {:>9} {:>7}",
         "",
         "wall s",
         "jobs/s",
@@ -458,7 +564,7 @@ pub fn table(r: &Report) -> String {
     ));
     for x in &r.shapes {
         line(format!(
-            "{:<26} {:>8.3} {:>8.1} {:>9.0} {:>10.0} {:>9.3} {:>9.3} {:>8.3} {:>9.1} {:>6.0}%",
+            "{:<34} {:>8.3} {:>8.1} {:>9.0} {:>10.0} {:>9.3} {:>9.3} {:>8.3} {:>9.1} {:>6.0}%",
             x.name,
             x.median_s,
             x.jobs_per_s,
