@@ -97,7 +97,7 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
         server.wait_agent(&name, Duration::from_secs(30))?;
         Ok(a)
     };
-    let mut agents = vec![start_agent(&server)?, start_agent(&server)?];
+    let mut agents = [start_agent(&server)?, start_agent(&server)?];
 
     let (mut recovery, mut to_expiry, mut to_claim, mut to_step) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());

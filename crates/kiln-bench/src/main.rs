@@ -310,7 +310,7 @@ fn server_all(a: ServerAllArgs) -> Result<()> {
         &dispatch_config(&a.common, a.dispatch_runs, 10, 100, None),
         &mut progress,
     )?;
-    print!("{}\n", dispatch::table(&d));
+    println!("{}", dispatch::table(&d));
     let t = server_throughput::run(
         &server_throughput::Config {
             kiln: kiln.clone(),
@@ -323,7 +323,7 @@ fn server_all(a: ServerAllArgs) -> Result<()> {
         },
         &mut progress,
     )?;
-    print!("{}\n", server_throughput::table(&t));
+    println!("{}", server_throughput::table(&t));
     let m = memory::run(
         &memory::Config {
             kiln: kiln.clone(),
@@ -334,7 +334,7 @@ fn server_all(a: ServerAllArgs) -> Result<()> {
         },
         &mut progress,
     )?;
-    print!("{}\n", memory::table(&m));
+    println!("{}", memory::table(&m));
     let l = agent_loss::run(
         &agent_loss::Config {
             kiln,
