@@ -80,6 +80,19 @@ impl Workflow {
         self.jobs.iter().find(|j| &j.id == id)
     }
 
+    /// A copy without its jobs (the caller adds the ones it needs).
+    pub fn clone_head(&self) -> Workflow {
+        Workflow {
+            file: self.file.clone(),
+            name: self.name.clone(),
+            on: self.on.clone(),
+            env: self.env.clone(),
+            defaults: self.defaults.clone(),
+            concurrency: self.concurrency.clone(),
+            jobs: Vec::new(),
+        }
+    }
+
     /// Does this workflow run on `event` (`push`, `pull_request`,
     /// `workflow_dispatch`, `schedule`, `comment`, or a GitHub-only event)?
     pub fn runs_on_event(&self, event: &str) -> bool {
@@ -98,10 +111,17 @@ impl Workflow {
     /// or its file stem?
     pub fn is_named(&self, name: &str) -> bool {
         let file = self.file.rsplit('/').next().unwrap_or(&self.file);
-        self.name.as_deref() == Some(name) || self.file == name || file == name || self.display_name() == name || {
-            let stem = file.strip_suffix(".yml").or_else(|| file.strip_suffix(".yaml")).unwrap_or(file);
-            stem == name
-        }
+        self.name.as_deref() == Some(name)
+            || self.file == name
+            || file == name
+            || self.display_name() == name
+            || {
+                let stem = file
+                    .strip_suffix(".yml")
+                    .or_else(|| file.strip_suffix(".yaml"))
+                    .unwrap_or(file);
+                stem == name
+            }
     }
 
     /// The workflow's display name: `name:` or the file stem.

@@ -47,6 +47,12 @@ pub trait RepoStore: Send + Sync {
 pub trait RunStore: Send + Sync {
     async fn create_run(&self, run: NewRun) -> Result<RunRecord>;
     async fn run(&self, id: RunId) -> Result<RunRecord>;
+    /// The run without decoding its workflow (`workflow` is always `None`):
+    /// cheap enough for every transition, since a run's workflow never
+    /// changes after creation (callers keep it).
+    async fn run_head(&self, id: RunId) -> Result<RunRecord>;
+    /// [`InstanceState`]s of a run, ordered by (node, index).
+    async fn instance_states(&self, run: RunId) -> Result<Vec<InstanceState>>;
     /// Newest first; `repo` filters; at most `limit`.
     async fn runs(&self, repo: Option<RepoId>, limit: u32) -> Result<Vec<RunRecord>>;
     /// Runs not yet finished (for reconciliation at start).

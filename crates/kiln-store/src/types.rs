@@ -124,6 +124,19 @@ pub struct InstanceRecord {
     pub finished_at: Option<Timestamp>,
 }
 
+/// The light view of an instance that run transitions need: where it sits
+/// in the graph, its status, and its outputs (nothing else is decoded).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceState {
+    pub id: InstanceId,
+    pub node: u32,
+    pub index: u32,
+    pub job_key: String,
+    pub status: JobStatus,
+    /// The job outputs of its result, once complete.
+    pub outputs: BTreeMap<String, String>,
+}
+
 /// One attempt of an instance, for the results document.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttemptRecord {

@@ -19,6 +19,7 @@ use crate::hub::{HubMsg, LogHub};
 use jiff::Timestamp;
 use kiln_core::dispatch::{Asker, Queued, pick};
 use kiln_core::graph::Event;
+use kiln_model::workflow::Workflow;
 use kiln_model::{InstanceId, JobStatus, RepoId, RunId, Value};
 use kiln_proto::agent::{Assignment, WireLine};
 use kiln_proto::api::{LogEntry, TriggerRequest};
@@ -30,6 +31,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use transition::{Input, finished, new_graph};
+
+/// Queued candidates read per claim (oldest first).
+const CANDIDATES: u32 = 128;
+/// Decoded workflows kept in memory (cleared when full).
+const WORKFLOW_CACHE: usize = 256;
 
 /// Engine settings (resolved configuration).
 #[derive(Clone, Debug)]
@@ -50,6 +56,8 @@ pub struct Engine {
     pub hub: LogHub,
     pub cfg: EngineConfig,
     work: Notify,
+    workflows: Mutex<HashMap<RunId, Arc<Workflow>>>,
+    claimed: Mutex<HashMap<InstanceId, (RunId, u32, u32)>>,
     run_locks: Mutex<HashMap<RunId, Arc<tokio::sync::Mutex<()>>>>,
     last_repo: Mutex<Option<RepoId>>,
 }
@@ -69,9 +77,65 @@ impl Engine {
             hub: LogHub::default(),
             cfg,
             work: Notify::new(),
+            workflows: Mutex::new(HashMap::new()),
+            claimed: Mutex::new(HashMap::new()),
             run_locks: Mutex::new(HashMap::new()),
             last_repo: Mutex::new(None),
         })
+    }
+
+    /// The workflow of a run: decoded once, then kept (it never changes
+    /// after the run is created). `None` for a run whose workflow was invalid.
+    async fn workflow(&self, run: RunId) -> ApiResult<Option<Arc<Workflow>>> {
+        if let Some(wf) = self
+            .workflows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&run)
+        {
+            return Ok(Some(wf.clone()));
+        }
+        let Some(wf) = self.store.run(run).await?.workflow else {
+            return Ok(None);
+        };
+        let wf = Arc::new(wf);
+        let mut cache = self.workflows.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= WORKFLOW_CACHE {
+            cache.clear();
+        }
+        cache.insert(run, wf.clone());
+        Ok(Some(wf))
+    }
+
+    /// Remember where a claimed instance sits, for its logs and completion.
+    fn remember(&self, job: InstanceId, run: RunId, node: u32, index: u32) {
+        self.claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job, (run, node, index));
+    }
+
+    fn forget(&self, job: InstanceId) {
+        self.claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&job);
+    }
+
+    /// (run, node, index) of an instance: from memory, or the store after a
+    /// restart.
+    async fn whereabouts(&self, job: InstanceId) -> ApiResult<(RunId, u32, u32)> {
+        if let Some(w) = self
+            .claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&job)
+        {
+            return Ok(*w);
+        }
+        let inst = self.store.instance(job).await?;
+        self.remember(job, inst.run, inst.node, inst.index);
+        Ok((inst.run, inst.node, inst.index))
     }
 
     fn run_lock(&self, run: RunId) -> Arc<tokio::sync::Mutex<()>> {
@@ -240,13 +304,17 @@ impl Engine {
         let lock = self.run_lock(run);
         let _guard = lock.lock().await;
         for _ in 0..8 {
-            let rec = self.store.run(run).await?;
-            if rec.workflow.is_none() || rec.graph.is_none() {
+            let rec = self.store.run_head(run).await?;
+            if rec.graph.is_none() {
                 return Ok(());
             }
-            let instances = self.store.instances(run).await?;
+            let Some(wf) = self.workflow(run).await? else {
+                return Ok(());
+            };
+            let instances = self.store.instance_states(run).await?;
             let (t, fx) = transition::transition(
                 &rec,
+                &wf,
                 &instances,
                 input.clone(),
                 applied.clone(),
@@ -289,7 +357,7 @@ impl Engine {
             let mut events = Vec::new();
             for id in &ids {
                 let inst = self.store.instance(*id).await?;
-                events.push(finished(&inst));
+                events.push(finished(inst.node, inst.index, inst.status));
             }
             self.advance(run, Input::Events(events), ids).await?;
         }
@@ -347,7 +415,7 @@ impl Engine {
             let notified = self.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let candidates = self.store.candidates(512).await?;
+            let candidates = self.store.candidates(CANDIDATES).await?;
             let queue: Vec<Queued<'_>> = candidates
                 .iter()
                 .map(|c| Queued {
@@ -371,10 +439,20 @@ impl Engine {
                     .await?
                 {
                     *self.last_repo.lock().unwrap_or_else(|p| p.into_inner()) = Some(inst.repo);
-                    let run = self.store.run(inst.run).await?;
-                    let workflow = run.workflow.ok_or_else(|| {
+                    let run = self.store.run_head(inst.run).await?;
+                    let wf = self.workflow(inst.run).await?.ok_or_else(|| {
                         ApiError::Internal("claimed a job of an invalid run".into())
                     })?;
+                    // The agent needs only its own job: send the workflow
+                    // with that one job, not every job of a large run.
+                    let job = wf.jobs.get(inst.node as usize).cloned().ok_or_else(|| {
+                        ApiError::Internal(format!("run {} has no job {}", inst.run, inst.node))
+                    })?;
+                    let workflow = Workflow {
+                        jobs: vec![job],
+                        ..Workflow::clone_head(&wf)
+                    };
+                    self.remember(inst.id, inst.run, inst.node, inst.index);
                     return Ok(Some(Assignment {
                         job: inst.id,
                         attempt: inst.attempt,
@@ -382,7 +460,7 @@ impl Engine {
                         repo_name: run.repo_name,
                         repo_url: run.repo_url,
                         commit: run.commit,
-                        job_index: inst.node as usize,
+                        job_index: 0,
                         workflow,
                         name: inst.name,
                         contexts: inst.contexts,
@@ -405,9 +483,7 @@ impl Engine {
             .store
             .heartbeat(job, attempt, now, lease_until(now, self.cfg.lease))
             .await?;
-        if let Some(agent) = self.store.instance(job).await?.agent {
-            self.store.touch_agent(agent, now).await?;
-        }
+        // The store's heartbeat also marks the agent as seen.
         Ok(cancel)
     }
 
@@ -430,9 +506,9 @@ impl Engine {
             })
             .collect();
         self.store.append_logs(job, attempt, seq, &entries).await?;
-        let inst = self.store.instance(job).await?;
+        let (run, _, _) = self.whereabouts(job).await?;
         self.hub.publish(
-            inst.run,
+            run,
             HubMsg::Chunk {
                 instance: job,
                 attempt,
@@ -449,13 +525,19 @@ impl Engine {
         attempt: u32,
         result: JobResult,
     ) -> ApiResult<()> {
+        let status = result.status;
         let run = self
             .store
             .complete(job, attempt, result, Timestamp::now())
             .await?;
-        let inst = self.store.instance(job).await?;
-        self.advance(run, Input::Events(vec![finished(&inst)]), vec![job])
-            .await
+        let (_, node, index) = self.whereabouts(job).await?;
+        self.forget(job);
+        self.advance(
+            run,
+            Input::Events(vec![finished(node, index, status)]),
+            vec![job],
+        )
+        .await
     }
 
     pub async fn cancel(&self, run: RunId) -> ApiResult<()> {

@@ -14,7 +14,7 @@ use kiln_model::{InstanceId, JobStatus, Value};
 use kiln_pipeline::expr::StatusCheck;
 use kiln_pipeline::plan::{Decision, JobContexts as PlanContexts, Plan, plan_job};
 use kiln_proto::agent::JobContexts;
-use kiln_store::types::{InstanceRecord, NewInstance, RunRecord, Transition};
+use kiln_store::types::{InstanceState, NewInstance, RunRecord, Transition};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// A fresh graph for `wf`, serialized for the store.
@@ -51,16 +51,13 @@ pub enum Input {
 
 pub fn transition(
     run: &RunRecord,
-    instances: &[InstanceRecord],
+    wf: &Workflow,
+    instances: &[InstanceState],
     input: Input,
     applied: Vec<InstanceId>,
     now: Timestamp,
     max_attempts: u32,
 ) -> Result<(Transition, Effects), String> {
-    let wf = run
-        .workflow
-        .as_ref()
-        .ok_or("the run has no valid workflow")?;
     let mut graph: RunGraph =
         serde_json::from_str(run.graph.as_deref().ok_or("the run has no graph")?)
             .map_err(|e| format!("stored run graph: {e}"))?;
@@ -77,7 +74,7 @@ pub fn transition(
     };
     let mut fx = Effects::default();
     let mut plans: HashMap<usize, Plan> = HashMap::new();
-    let by_key: HashMap<(u32, u32), &InstanceRecord> =
+    let by_key: HashMap<(u32, u32), &InstanceState> =
         instances.iter().map(|i| ((i.node, i.index), i)).collect();
     let empty = Value::Object(BTreeMap::new());
 
@@ -282,13 +279,13 @@ pub fn transition(
 }
 
 /// The graph event for an instance that reached a terminal status.
-pub fn finished(inst: &InstanceRecord) -> Event {
+pub fn finished(node: u32, index: u32, status: JobStatus) -> Event {
     Event::Finished {
         key: InstanceKey {
-            node: inst.node as usize,
-            index: inst.index as usize,
+            node: node as usize,
+            index: index as usize,
         },
-        status: inst.status,
+        status,
     }
 }
 
@@ -331,7 +328,7 @@ fn needs_context(
     wf: &Workflow,
     node: usize,
     graph: &RunGraph,
-    instances: &[InstanceRecord],
+    instances: &[InstanceState],
     reuse: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> Value {
     let mut out = BTreeMap::new();
@@ -349,10 +346,8 @@ fn needs_context(
             })
             .unwrap_or_default();
         for inst in instances.iter().filter(|i| i.node as usize == ni) {
-            if let Some(r) = &inst.result {
-                for (k, v) in &r.outputs {
-                    outputs.insert(k.clone(), Value::str(v.clone()));
-                }
+            for (k, v) in &inst.outputs {
+                outputs.insert(k.clone(), Value::str(v.clone()));
             }
         }
         out.insert(

@@ -280,6 +280,16 @@ pub async fn complete_until_applied<S: Store + 'static>(s: S) {
     assert_eq!(attempts[0].result.as_ref(), Some(&result));
     assert_eq!(s.unapplied().await.unwrap(), vec![(run.id, job.id)]);
     assert!(s.running_by_agent().await.unwrap().is_empty());
+    // The light view carries the result's outputs.
+    let state = s
+        .instance_states(run.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.id == job.id)
+        .unwrap();
+    assert_eq!(state.status, JobStatus::Failure);
+    assert_eq!(state.outputs, result.outputs);
 
     let run = s.run(run.id).await.unwrap();
     s.apply(

@@ -192,4 +192,22 @@ pub async fn transition_creates_instances<S: Store + 'static>(s: S) {
     assert!(s.unapplied().await.unwrap().is_empty());
     assert_not_found(s.instance(InstanceId(got[3].id.0 + 1000)).await);
     assert_not_found(s.instances(RunId(run.id.0 + 1000)).await);
+
+    // The light views agree with the full records.
+    let states = s.instance_states(run.id).await.unwrap();
+    let light: Vec<(InstanceId, u32, u32, String, JobStatus)> = states
+        .iter()
+        .map(|i| (i.id, i.node, i.index, i.job_key.clone(), i.status))
+        .collect();
+    let full: Vec<(InstanceId, u32, u32, String, JobStatus)> = got
+        .iter()
+        .map(|i| (i.id, i.node, i.index, i.job_key.clone(), i.status))
+        .collect();
+    assert_eq!(light, full);
+    assert!(states.iter().all(|i| i.outputs.is_empty()));
+    let head = s.run_head(run.id).await.unwrap();
+    let mut whole = s.run(run.id).await.unwrap();
+    whole.workflow = None;
+    assert_eq!(head, whole, "run_head is the run without its workflow");
+    assert_not_found(s.run_head(RunId(run.id.0 + 1000)).await);
 }

@@ -6,7 +6,9 @@ use super::codec::{
 };
 use super::{SqliteStore, backend, commit};
 use crate::ports::{Result, RunStore, StoreError};
-use crate::types::{AttemptRecord, InstanceRecord, NewInstance, NewRun, RunRecord, Transition};
+use crate::types::{
+    AttemptRecord, InstanceRecord, InstanceState, NewInstance, NewRun, RunRecord, Transition,
+};
 use jiff::Timestamp;
 use kiln_model::{AgentId, InstanceId, JobStatus, RepoId, RunId};
 use sqlx::sqlite::SqliteRow;
@@ -265,6 +267,44 @@ impl RunStore for SqliteStore {
             .map_err(backend)?
             .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?;
         run_record(&row)
+    }
+
+    async fn run_head(&self, id: RunId) -> Result<RunRecord> {
+        let select = SELECT_RUN.replace("r.workflow,", "NULL AS workflow,");
+        let row = sqlx::query(&format!("{select} WHERE r.id = ?"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?;
+        run_record(&row)
+    }
+
+    async fn instance_states(&self, run: RunId) -> Result<Vec<InstanceState>> {
+        let rows = sqlx::query(
+            "SELECT id, node, idx, job_key, status, json_extract(result, '$.outputs') AS outputs \
+             FROM instances WHERE run_id = ? ORDER BY node, idx, id",
+        )
+        .bind(run.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let outputs: Option<String> = row.try_get("outputs").map_err(backend)?;
+                Ok(InstanceState {
+                    id: InstanceId(row.try_get("id").map_err(backend)?),
+                    node: to_u32("node", row.try_get("node").map_err(backend)?)?,
+                    index: to_u32("index", row.try_get("idx").map_err(backend)?)?,
+                    job_key: row.try_get("job_key").map_err(backend)?,
+                    status: parse_status(row.try_get("status").map_err(backend)?)?,
+                    outputs: match outputs {
+                        Some(text) => from_json("instance outputs", &text)?,
+                        None => Default::default(),
+                    },
+                })
+            })
+            .collect()
     }
 
     async fn runs(&self, repo: Option<RepoId>, limit: u32) -> Result<Vec<RunRecord>> {
