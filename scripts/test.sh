@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's.
 #
-# Installs what the tests need (git and python3 for step shells; later:
-# PostgreSQL, Redis, Podman, Chromium), builds the workspace once, and runs
+# Installs what the tests need (git and python3 for step shells; Podman with
+# its Docker API for the container executor, see scripts/containers.sh;
+# later: PostgreSQL, Redis, Chromium), builds the workspace once, and runs
 # every test with cargo-nextest (cargo test when nextest is missing).
 # Usage: scripts/test.sh [extra nextest/cargo test arguments]
 set -euo pipefail
@@ -19,6 +20,10 @@ apt_install() {
 }
 need git || apt_install git
 need python3 || apt_install python3
+# The container engine and the test image (exports DOCKER_HOST and
+# KILN_TEST_IMAGE). In CI a missing engine fails the container tests.
+. scripts/containers.sh
+kiln_containers_setup
 
 if [ ! -d ../shared/fixtures ]; then
     echo "missing ../shared/fixtures: the real workflow and webhook fixtures live beside the checkout" >&2

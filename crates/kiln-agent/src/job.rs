@@ -20,7 +20,7 @@ use crate::spool::{self, Spool};
 use crate::workdir::{self, Layout};
 use jiff::Timestamp;
 use kiln_client::{Client, ClientError};
-use kiln_exec::port::{Cancel, Executor};
+use kiln_exec::port::Cancel;
 use kiln_exec::runner::context::BaseContexts;
 use kiln_exec::runner::{JobObserver, JobRun, run_job};
 use kiln_model::{JobStatus, Value};
@@ -37,7 +37,7 @@ pub(crate) struct Shared {
     pub name: String,
     pub layout: Layout,
     pub kill_grace: Duration,
-    pub executor: Arc<dyn Executor>,
+    pub executor: kiln_exec::select::Executors,
     pub mirrors: Arc<Mirrors>,
     pub base_env: Arc<Vec<(String, String)>>,
     pub events: Arc<dyn AgentEvents>,
@@ -230,7 +230,8 @@ async fn execute(
             commit: a.commit,
         })),
     };
-    let outcome = run_job(shared.executor.as_ref(), &run, observer.clone(), cancel).await;
+    let executor = shared.executor.executor_for(&run);
+    let outcome = run_job(executor.as_ref(), &run, observer.clone(), cancel).await;
 
     // Cleanup: the runner stopped leftovers; remove the job's directory.
     let cleanup_clock = Instant::now();

@@ -21,7 +21,6 @@ use crate::events::{AgentEvents, Call, Event};
 use crate::job::{self, Shared};
 use crate::{AgentConfig, workdir};
 use kiln_client::{Client, ClientError};
-use kiln_exec::process::ProcessExecutor;
 use kiln_model::InstanceId;
 use kiln_proto::agent::{Assignment, ClaimRequest, RegisterRequest, RegisterResponse};
 use std::collections::HashMap;
@@ -54,9 +53,18 @@ pub(crate) async fn run(
         mirrors: Arc::new(Mirrors::new(layout.mirrors.clone(), base_env.clone())),
         layout,
         kill_grace: config.kill_grace,
-        executor: Arc::new(ProcessExecutor::new()),
+        executor: kiln_exec::select::Executors::default(),
         base_env,
         events: events.clone(),
+    });
+
+    // What a crashed predecessor left in the container engine (its owner
+    // is dead); no engine, nothing to do.
+    tokio::spawn({
+        let executors = shared.executor.clone();
+        async move {
+            let _ = executors.sweep_leftovers().await;
+        }
     });
 
     let Some(reg) = register(&client, &config, &shutdown, events.as_ref()).await? else {

@@ -88,8 +88,26 @@ pub enum Command {
     )]
     Exec(ExecArgs),
 
+    /// Check the container engine: which one kiln sees, and whether a container runs
+    #[command(
+        long_about = "Check the container engine that container jobs use: where kiln finds it \
+                      (DOCKER_HOST, the Docker socket, or the Podman socket), its version, and \
+                      whether a trivial container runs the way kiln runs job containers. Each \
+                      failure comes with a fix.",
+        after_help = "Examples:\n  kiln doctor\n  kiln doctor --image localhost/kiln-busybox\n\n\
+                      Exit codes: 0 everything works, 1 a check failed."
+    )]
+    Doctor(DoctorArgs),
+
     #[command(flatten)]
     Client(crate::client::args::ClientCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The image of the trivial container (pulled if the engine lacks it)
+    #[arg(long, value_name = "IMAGE", default_value = "busybox:latest")]
+    pub image: String,
 }
 
 #[derive(Debug, Args)]

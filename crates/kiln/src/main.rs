@@ -27,6 +27,7 @@ fn main() {
     let result = match &cli.command {
         Command::Validate(args) => cmd::validate::run(args, color),
         Command::Exec(args) => exec::run(args, color),
+        Command::Doctor(args) => cmd::doctor::run(args),
         Command::Client(cmd) => Ok(client::run(cmd, color)),
         Command::Up(args) => serve::run_up(args),
         Command::Server(args) => serve::run_server(args),

@@ -26,6 +26,10 @@
 //! - `background`: starts a background process that inherits stdout, prints
 //!   `background P` and exits 0; the background process blocks SIGUSR1,
 //!   prints `bg ready`, waits for SIGUSR1, prints `bg after` and sleeps.
+//! - `container-job IMAGE DIR LABEL`: starts a container job (the container
+//!   executor, workspace and temp under DIR, labelled LABEL), runs a
+//!   sleeping step in it, prints `ready` once the step runs, and waits to be
+//!   killed: what an agent SIGKILLed mid-job leaves behind.
 
 use std::io::Write;
 use std::process::{Command, ExitCode};
@@ -166,10 +170,74 @@ fn main() -> ExitCode {
             drop(out);
             sleep_forever();
         }
+        "container-job" => {
+            drop(out);
+            container_job(&args[1..]);
+        }
         other => {
             eprintln!("kiln-test-child: unknown mode {other:?}");
             return ExitCode::from(2);
         }
     }
     ExitCode::SUCCESS
+}
+
+fn container_job(args: &[String]) -> ! {
+    use kiln_exec::container::spec::{ContainerSpec, JobContainers};
+    use kiln_exec::container::{ContainerExecutor, EngineSlot};
+    use kiln_exec::port::{Cancel, Executor, JobSpec, LogLine, LogSink, StepSpec};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    struct Ready;
+    impl LogSink for Ready {
+        fn line(&self, line: LogLine) {
+            if line.text == "ready" {
+                println!("ready");
+            }
+        }
+    }
+
+    let [image, dir, label] = args else {
+        panic!("container-job IMAGE DIR LABEL");
+    };
+    let dir = Path::new(dir);
+    let (ws, temp) = (dir.join("ws"), dir.join("tmp"));
+    std::fs::create_dir_all(&ws).expect("workspace");
+    std::fs::create_dir_all(&temp).expect("temp");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let plan = JobContainers {
+            container: Some(ContainerSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            services: Vec::new(),
+            weight: 1,
+        };
+        let executor = ContainerExecutor::new(
+            Arc::new(EngineSlot::new()),
+            Arc::default(),
+            Ok(plan),
+            temp,
+            Vec::new(),
+        );
+        let mut job = executor
+            .start_job(&JobSpec {
+                workspace: ws.clone(),
+                label: label.clone(),
+            })
+            .await
+            .expect("start_job");
+        let step = StepSpec {
+            argv: vec!["sh".into(), "-c".into(), "echo ready; sleep 300".into()],
+            env: Vec::new(),
+            cwd: ws,
+            timeout: None,
+            kill_grace: std::time::Duration::from_secs(1),
+        };
+        job.run_step(step, Arc::new(Ready), &Cancel::default())
+            .await;
+    });
+    sleep_forever();
 }

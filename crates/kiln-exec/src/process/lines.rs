@@ -126,7 +126,7 @@ impl Emitter {
         }
     }
 
-    fn emit(&self, stream: Stream, text: String) {
+    pub(crate) fn emit(&self, stream: Stream, text: String) {
         // A sink that panicked poisons nothing we rely on: the lock only orders.
         let _ordered = self
             .order

@@ -11,7 +11,7 @@
 //! - `group`: signalling process groups and bounded waits on them.
 
 mod group;
-mod lines;
+pub(crate) mod lines;
 mod spawn;
 
 use std::os::unix::process::ExitStatusExt;

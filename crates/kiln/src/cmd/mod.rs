@@ -1,1 +1,2 @@
+pub mod doctor;
 pub mod validate;

@@ -3,7 +3,7 @@
 //! The driver of the pure run graph (`kiln_core::graph`): it evaluates jobs
 //! when the graph asks (`kiln_pipeline::plan`), prepares a fresh workspace
 //! per job, runs the job through the same runner and executor an agent uses
-//! (`kiln_exec::runner`, the process executor), and feeds results back as
+//! (`kiln_exec::runner`, the executor `kiln_exec::select` picks), and feeds results back as
 //! events until the graph says the run is finished.
 
 pub(crate) mod output;
@@ -17,8 +17,7 @@ use crate::repo::Repo;
 use crate::workflows::{discover, load_files, render_all};
 use jiff::Timestamp;
 use kiln_core::graph::{Command, Event, Expansion, InstanceKey, NeedsStatus, NodeSpec, RunGraph};
-use kiln_exec::port::{Cancel, Executor};
-use kiln_exec::process::ProcessExecutor;
+use kiln_exec::port::Cancel;
 use kiln_exec::runner::context::BaseContexts;
 use kiln_exec::runner::{JobObserver, JobRun, run_job};
 use kiln_model::workflow::Workflow;
@@ -239,7 +238,7 @@ impl Driver<'_> {
                 select::github_context(&self.repo, wf, self.args, inputs, &self.run_id)
             })
             .collect();
-        let executor: Arc<dyn Executor> = Arc::new(ProcessExecutor::new());
+        let executor = kiln_exec::select::Executors::default();
         let base_env: Arc<Vec<(String, String)>> = Arc::new(std::env::vars().collect());
         let mut graph = RunGraph::new(specs, capacity);
         let mut slots: HashMap<InstanceKey, Slot> = HashMap::new();
@@ -602,7 +601,7 @@ struct JobTask {
     source: Option<Arc<workspace::Source>>,
     kill_grace: Duration,
     observer: output::JobPrinter,
-    executor: Arc<dyn Executor>,
+    executor: kiln_exec::select::Executors,
     base_env: Arc<Vec<(String, String)>>,
 }
 
@@ -692,7 +691,8 @@ impl JobTask {
             checkout: None,
         };
         let observer: Arc<dyn JobObserver> = Arc::new(self.observer);
-        let outcome = run_job(self.executor.as_ref(), &run, observer.clone(), &self.cancel).await;
+        let executor = self.executor.executor_for(&run);
+        let outcome = run_job(executor.as_ref(), &run, observer.clone(), &self.cancel).await;
 
         // Cleanup: the runner stopped leftovers; the job's directory is
         // removed in the background, off the job's critical path (whatever
