@@ -23,9 +23,16 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Roles of tokens seen before, by hash. Tokens are never changed or
+/// deleted (there is no revocation yet), so a cached role stays true; a
+/// revocation must clear this cache.
+#[derive(Default)]
+pub struct RoleCache(std::sync::Mutex<std::collections::HashMap<String, Role>>);
+
 /// Check the request's bearer token against `needed`.
 pub async fn require(
     store: &dyn Store,
+    cache: &RoleCache,
     headers: &HeaderMap,
     needed: Role,
 ) -> Result<Role, ApiError> {
@@ -40,17 +47,35 @@ pub async fn require(
     let secret = value.strip_prefix("Bearer ").ok_or_else(|| {
         ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
     })?;
-    let record = store
-        .token_by_hash(&hash(secret))
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("unknown token".into()))?;
-    if record.role.allows(needed) {
-        Ok(record.role)
+    let hash = hash(secret);
+    let cached = cache
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&hash)
+        .copied();
+    let role = match cached {
+        Some(role) => role,
+        None => {
+            let record = store
+                .token_by_hash(&hash)
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("unknown token".into()))?;
+            cache
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(hash, record.role);
+            record.role
+        }
+    };
+    if role.allows(needed) {
+        Ok(role)
     } else {
         Err(ApiError::Forbidden(format!(
             "this needs a {} token; yours is {}",
             needed.as_str(),
-            record.role.as_str()
+            role.as_str()
         )))
     }
 }

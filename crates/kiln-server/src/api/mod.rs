@@ -26,7 +26,13 @@ pub struct AppState {
 
 impl AppState {
     pub(crate) async fn require(&self, headers: &HeaderMap, role: Role) -> ApiResult<Role> {
-        auth::require(self.engine.store.as_ref(), headers, role).await
+        auth::require(
+            self.engine.store.as_ref(),
+            &self.engine.roles,
+            headers,
+            role,
+        )
+        .await
     }
 }
 

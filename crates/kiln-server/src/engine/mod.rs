@@ -56,6 +56,8 @@ pub struct Engine {
     pub hub: LogHub,
     pub cfg: EngineConfig,
     work: Notify,
+    /// Token roles already checked (see `auth::RoleCache`).
+    pub roles: crate::auth::RoleCache,
     workflows: Mutex<HashMap<RunId, Arc<Workflow>>>,
     claimed: Mutex<HashMap<InstanceId, (RunId, u32, u32)>>,
     run_locks: Mutex<HashMap<RunId, Arc<tokio::sync::Mutex<()>>>>,
@@ -77,6 +79,7 @@ impl Engine {
             hub: LogHub::default(),
             cfg,
             work: Notify::new(),
+            roles: Default::default(),
             workflows: Mutex::new(HashMap::new()),
             claimed: Mutex::new(HashMap::new()),
             run_locks: Mutex::new(HashMap::new()),
