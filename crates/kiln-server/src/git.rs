@@ -57,6 +57,16 @@ impl Mirrors {
         locks.entry(name.to_owned()).or_default().clone()
     }
 
+    /// The mirror of `name` if it exists and already has `commit`: a
+    /// trigger pinned to a known commit needs no fetch.
+    pub async fn has_commit(&self, name: &str, commit: &str) -> Option<PathBuf> {
+        let path = self.path(name);
+        if !path.join("HEAD").exists() {
+            return None;
+        }
+        self.commit(&path, commit).await.ok().map(|_| path)
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.git"))
     }

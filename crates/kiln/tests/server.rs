@@ -425,3 +425,34 @@ jobs:
         "build ran again: {new_logs}"
     );
 }
+
+#[test]
+fn a_run_is_pinned_to_the_commit_asked_for() {
+    let w = world(10.0);
+    w.remote.file(".kiln/workflows/ci.yml", "on: push\njobs:\n  j:\n    runs-on: self-hosted\n    steps:\n      - uses: actions/checkout@v4\n      - run: cat version.txt\n");
+    w.remote.file("version.txt", "one\n");
+    let first = w.remote.push("one");
+    w.add_repo();
+    let _a = w.agent("a1", "", 1);
+    let latest = w.trigger(&[]);
+    assert_eq!(w.finished(&latest)["commit"], first.as_str());
+    w.remote.file("version.txt", "two\n");
+    let second = w.remote.push("two");
+    // The mirror already has `first`: no fetch needed, and the run uses it, not the tip.
+    let pinned = w.trigger(&["--commit", &first]);
+    let done = w.finished(&pinned);
+    assert_eq!(done["commit"], first.as_str());
+    assert!(w.server.kiln(&["logs", &pinned]).stdout.contains("one"));
+    // A commit the mirror does not have yet is fetched.
+    let fetched = w.trigger(&["--commit", &second]);
+    assert_eq!(w.finished(&fetched)["commit"], second.as_str());
+    assert!(w.server.kiln(&["logs", &fetched]).stdout.contains("two"));
+    let unknown = w.server.kiln(&[
+        "trigger",
+        "app",
+        "--commit",
+        "0123456789abcdef0123456789abcdef01234567",
+    ]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("is not in"), "{}", unknown.stderr);
+}

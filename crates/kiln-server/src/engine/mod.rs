@@ -154,11 +154,18 @@ impl Engine {
                 "repository `{repo_name}` (add it with `kiln repo add`)"
             ))
         })?;
-        let mirror = self
-            .mirrors
-            .sync(&repo.name, &repo.url)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("fetching {}: {e}", repo.url)))?;
+        let known = match &req.commit {
+            Some(c) => self.mirrors.has_commit(&repo.name, c).await,
+            None => None,
+        };
+        let mirror = match known {
+            Some(m) => m,
+            None => self
+                .mirrors
+                .sync(&repo.name, &repo.url)
+                .await
+                .map_err(|e| ApiError::BadRequest(format!("fetching {}: {e}", repo.url)))?,
+        };
         let (commit, git_ref) = match &req.commit {
             Some(c) => {
                 let sha = self.mirrors.commit(&mirror, c).await.map_err(|_| {
