@@ -473,15 +473,21 @@ async fn a_sweep_removes_what_a_killed_owner_left() {
         }
     })
     .await;
-    proc.start_kill().unwrap();
-    proc.wait().await.unwrap();
+    // The owner is alive: the container is there, and no sweep (this
+    // one, or another test process's) may touch it.
     assert_eq!(leftovers(&label).await.0, 1);
-    let swept = bounded("the sweep", labels::sweep(&engine().await))
-        .await
-        .unwrap();
+    let swept = labels::sweep(&engine().await).await.unwrap();
     assert!(
-        swept.containers.iter().any(|c| c.contains("orphan")),
+        !swept.containers.iter().any(|c| c.contains("orphan")),
         "{swept:?}"
     );
+    assert_eq!(leftovers(&label).await.0, 1);
+    proc.start_kill().unwrap();
+    proc.wait().await.unwrap();
+    // Dead: the next sweep removes it (another test process's sweep may
+    // have been first; either way nothing is left).
+    bounded("the sweep", labels::sweep(&engine().await))
+        .await
+        .unwrap();
     assert_eq!(leftovers(&label).await, (0, 0));
 }
