@@ -71,7 +71,12 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Reads through a memory map instead of a pread copy per page,
+            // and a larger page cache per connection (profiled: page-cache
+            // copies were a visible share of the server's time).
+            .pragma("mmap_size", "268435456")
+            .pragma("cache_size", "-32768");
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
