@@ -619,7 +619,9 @@ impl ContainerJob {
     /// The step's environment for exec: what the runner inherited from
     /// kiln's own environment stays on the host (the container has its
     /// own), and the host `PATH` becomes the container's (keeping entries
-    /// that steps added in front with `$KILN_PATH`).
+    /// that steps added in front with `$KILN_PATH`). Known limit: a
+    /// workflow `env:` value equal to the host's value of the same name is
+    /// taken for inherited and left out; kiln's own variables never are.
     fn exec_env(&self, env: &[(String, String)]) -> Vec<String> {
         let base: HashMap<&str, &str> = self
             .base_env
@@ -642,7 +644,14 @@ impl ContainerJob {
                 }
                 continue;
             }
-            if inherited == Some(v.as_str()) {
+            // What kiln itself sets always goes in, even when the host
+            // happens to have the same value (an agent running under CI=true).
+            let kilns = k == "CI"
+                || k == "KILN"
+                || ["KILN_", "GITHUB_", "RUNNER_"]
+                    .iter()
+                    .any(|p| k.starts_with(p));
+            if inherited == Some(v.as_str()) && !kilns {
                 continue;
             }
             out.push(format!("{k}={v}"));

@@ -42,11 +42,45 @@ pub(crate) fn signal_group(pgid: Pid, signal: Signal) -> Result<(), Errno> {
 /// Whether the group still has members (zombies included).
 pub(crate) fn group_alive(pgid: Pid) -> bool {
     match killpg(pgid, None) {
-        Ok(()) => true,
+        // Members exist, but zombies count too: a killed grandchild that
+        // nobody reaped yet (its parent died; init reaps it when it gets to
+        // it, or never when kiln runs as PID 1) must not make `finish` wait
+        // a whole grace period. On Linux, look for a member that is not a
+        // zombie.
+        Ok(()) => has_live_member(pgid).unwrap_or(true),
         Err(Errno::ESRCH) => false,
         // EPERM: members exist that we may not signal.
         Err(_) => true,
     }
+}
+
+/// `Some(true)` when a process of group `pgid` is not a zombie, `Some(false)`
+/// when all are zombies, `None` when `/proc` cannot tell.
+fn has_live_member(pgid: Pid) -> Option<bool> {
+    let want = pgid.as_raw();
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold
+        // spaces and parentheses, so parse after the last ')'.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
+        if pgrp == Some(want) && state != Some("Z") {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 /// Waits until the group is empty (returns true), or until `deadline` or
