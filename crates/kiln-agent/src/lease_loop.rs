@@ -53,7 +53,7 @@ pub(crate) async fn run(
         mirrors: Arc::new(Mirrors::new(layout.mirrors.clone(), base_env.clone())),
         layout,
         kill_grace: config.kill_grace,
-        executor: kiln_exec::select::Executors::default(),
+        executor: kiln_exec::select::Executors::new(config.exec.clone()),
         base_env,
         events: events.clone(),
     });

@@ -75,6 +75,9 @@ pub struct AgentConfig {
     pub kill_grace: Duration,
     /// How long the server may hold a claim open when nothing fits.
     pub claim_wait: Duration,
+    /// Executors' settings: container limits per weight unit, socket
+    /// mounts, pull policy.
+    pub exec: kiln_exec::config::ExecConfig,
 }
 
 /// Run the agent until `shutdown` is cancelled and the jobs it is running

@@ -154,4 +154,6 @@ pub struct ExecArgs {
     /// Do not print step output, only job results and the summary
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    #[command(flatten)]
+    pub containers: crate::serve::args::ContainerArgs,
 }

@@ -418,6 +418,7 @@ pub fn config(server: &str, work_dir: &std::path::Path) -> AgentConfig {
         work_dir: work_dir.to_path_buf(),
         kill_grace: Duration::from_secs(5),
         claim_wait: Duration::from_secs(5),
+        exec: Default::default(),
     }
 }
 

@@ -238,7 +238,12 @@ impl Driver<'_> {
                 select::github_context(&self.repo, wf, self.args, inputs, &self.run_id)
             })
             .collect();
-        let executor = kiln_exec::select::Executors::default();
+        let executor = kiln_exec::select::Executors::new(
+            self.args
+                .containers
+                .exec_config()
+                .map_err(CliError::Usage)?,
+        );
         let base_env: Arc<Vec<(String, String)>> = Arc::new(std::env::vars().collect());
         let mut graph = RunGraph::new(specs, capacity);
         let mut slots: HashMap<InstanceKey, Slot> = HashMap::new();

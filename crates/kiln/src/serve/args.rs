@@ -3,6 +3,49 @@
 use clap::Args;
 use std::path::PathBuf;
 
+/// Container job settings (`kiln up`, `kiln agent`, `kiln exec`).
+#[derive(Debug, Clone, Args)]
+pub struct ContainerArgs {
+    /// CPUs a container job gets per unit of its `weight` (0: no limit)
+    #[arg(long, default_value_t = 1.0, value_name = "CPUS")]
+    pub cpus_per_weight: f64,
+    /// Memory a container job gets per unit of its `weight`, in MiB (0: no limit)
+    #[arg(long, default_value_t = 2048, value_name = "MIB")]
+    pub memory_per_weight: u64,
+    /// Let jobs bind-mount the container engine's socket (they then control the engine)
+    #[arg(long)]
+    pub allow_socket_mount: bool,
+    /// When to pull images: if-not-present, always, never
+    #[arg(long, default_value = "if-not-present", value_name = "POLICY")]
+    pub pull: String,
+}
+
+impl ContainerArgs {
+    pub fn exec_config(&self) -> Result<kiln_exec::config::ExecConfig, String> {
+        use kiln_exec::config::{ContainerConfig, ExecConfig, PullPolicy};
+        let pull = match self.pull.as_str() {
+            "if-not-present" => PullPolicy::IfNotPresent,
+            "always" => PullPolicy::Always,
+            "never" => PullPolicy::Never,
+            other => {
+                return Err(format!(
+                    "--pull `{other}`: expected if-not-present, always or never"
+                ));
+            }
+        };
+        Ok(ExecConfig {
+            container: ContainerConfig {
+                cpus_per_weight: (self.cpus_per_weight > 0.0).then_some(self.cpus_per_weight),
+                memory_per_weight: (self.memory_per_weight > 0)
+                    .then_some(self.memory_per_weight << 20),
+                allow_socket_mount: self.allow_socket_mount,
+                pull,
+                ..ContainerConfig::default()
+            },
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// Data directory: database, mirrors, tokens (default: $KILN_DATA or the platform data dir)
@@ -23,6 +66,8 @@ pub struct UpArgs {
     /// Configuration file (TOML; see `kiln server --print-defaults`)
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub containers: ContainerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -61,4 +106,6 @@ pub struct AgentArgs {
     /// Where workspaces and repository mirrors live
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub containers: ContainerArgs,
 }

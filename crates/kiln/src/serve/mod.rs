@@ -113,6 +113,7 @@ pub fn agent_config(
     labels: Vec<String>,
     capacity: u32,
     work_dir: PathBuf,
+    exec: kiln_exec::config::ExecConfig,
 ) -> kiln_agent::AgentConfig {
     kiln_agent::AgentConfig {
         server,
@@ -123,6 +124,7 @@ pub fn agent_config(
         work_dir,
         kill_grace: Duration::from_secs(10),
         claim_wait: Duration::from_secs(25),
+        exec,
     }
 }
 

@@ -36,6 +36,7 @@ pub fn run_up(args: &UpArgs) -> Result<i32, CliError> {
         ..RawConfig::default()
     };
     let cfg = load_config(args.config.as_deref(), flags)?;
+    let exec = args.containers.exec_config().map_err(CliError::Usage)?;
     let repo = Repo::discover(&std::env::current_dir()?).ok();
     runtime()?.block_on(async move {
         let store = open_store(&cfg.data_dir).await?;
@@ -104,6 +105,7 @@ pub fn run_up(args: &UpArgs) -> Result<i32, CliError> {
                 labels.clone(),
                 capacity,
                 cfg.data_dir.join("agents").join(&name),
+                exec.clone(),
             );
             agents.push(tokio::spawn(kiln_agent::run(cfg_a, shutdown.clone())));
         }
@@ -202,6 +204,7 @@ pub fn run_agent(args: &AgentArgs) -> Result<i32, CliError> {
         labels,
         args.capacity.unwrap_or_else(cpus),
         work_dir,
+        args.containers.exec_config().map_err(CliError::Usage)?,
     );
     runtime()?.block_on(async move {
         let shutdown = CancellationToken::new();
