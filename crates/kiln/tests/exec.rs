@@ -707,7 +707,11 @@ fn background_processes_do_not_hang_the_run_and_are_stopped_at_job_end() {
     // Gone, or a zombie waiting for init to reap it (it no longer runs).
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next().map(str::to_owned)));
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next().map(str::to_owned))
+        });
     assert!(
         matches!(state.as_deref(), None | Some("Z")),
         "background process {pid} survived the job (state {state:?})"
