@@ -67,10 +67,3 @@ impl Executors {
         }
     }
 }
-
-/// [`Executors::executor_for`] with a process-wide [`Executors`] of default
-/// configuration.
-pub fn executor_for(run: &JobRun) -> Arc<dyn Executor> {
-    static SHARED: std::sync::OnceLock<Executors> = std::sync::OnceLock::new();
-    SHARED.get_or_init(Executors::default).executor_for(run)
-}

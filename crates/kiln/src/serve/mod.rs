@@ -18,12 +18,7 @@ pub use up::{run_agent, run_server, run_up};
 
 /// The platform data directory for kiln (`~/.local/share/kiln` on Linux).
 pub fn platform_data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KILN_DATA").filter(|v| !v.is_empty()) {
-        return PathBuf::from(d);
-    }
-    dirs::data_dir()
-        .map(|d| d.join("kiln"))
-        .unwrap_or_else(|| PathBuf::from(".kiln-data"))
+    crate::client::connect::data_dir(&|k| std::env::var(k).ok())
 }
 
 /// Configuration from an optional file, the environment and flags (flags win).
@@ -42,11 +37,7 @@ pub fn load_config(file: Option<&Path>, flags: RawConfig) -> Result<Config, CliE
     from_file
         .merge(env)
         .merge(flags)
-        .resolve(
-            dirs::data_dir()
-                .map(|d| d.join("kiln"))
-                .unwrap_or_else(|| PathBuf::from(".kiln-data")),
-        )
+        .resolve(crate::client::connect::data_dir(&|_| None))
         .map_err(|e| CliError::Usage(format!("configuration: {e}")))
 }
 
