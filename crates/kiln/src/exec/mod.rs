@@ -579,15 +579,24 @@ fn blank_result(wf: &Workflow, job_index: usize, name: &str, status: JobStatus) 
 }
 
 /// Ctrl-C presses, as a channel.
+///
+/// One SIGINT listener for the whole run, registered before this returns:
+/// a fresh `ctrl_c()` per press would leave a gap in which a quick second
+/// Ctrl-C is lost.
 fn interrupts() -> mpsc::UnboundedReceiver<()> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            if tx.send(()).is_err() {
-                break;
-            }
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        Ok(mut sigint) => {
+            tokio::spawn(async move {
+                while sigint.recv().await.is_some() {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-    });
+        Err(e) => eprintln!("warning: Ctrl-C will not cancel jobs: {e}"),
+    }
     rx
 }
 
@@ -614,7 +623,6 @@ impl JobTask {
     async fn run(mut self) -> JobResult {
         let started_at = Timestamp::now();
         let clock = Instant::now();
-        let job = &self.wf.jobs[self.job_index];
         let mut result = blank_result(
             &self.wf,
             self.job_index,
@@ -630,7 +638,6 @@ impl JobTask {
             started_at: self.queued_at,
             duration_ms: (clock - self.queued_clock).as_millis() as u64,
         });
-        let _ = job;
 
         // Workspace.
         let ws_started = Timestamp::now();
