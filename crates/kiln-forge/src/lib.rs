@@ -14,9 +14,13 @@
 //! Branch, tag and path filters (`on.push.branches` …) belong to the workflow
 //! language and live in `kiln_pipeline::filters`.
 //!
+//! - [`api`]: the port to the forge's HTTP API (permissions, commit statuses,
+//!   comments, pull requests); the server holds the HTTP adapters.
+//!
 //! Nothing here reads the clock or does I/O; time comes in as arguments.
 //! The design note is `docs/design/forge.md`.
 
+pub mod api;
 pub mod command;
 pub mod cron;
 pub mod webhook;

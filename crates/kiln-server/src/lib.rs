@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod forge;
 pub mod git;
 pub mod hub;
 

@@ -30,6 +30,13 @@ pub struct RunContexts {
     /// The run this one retries.
     #[serde(default)]
     pub retry_of: Option<RunId>,
+    /// The pull request (merge request `iid` on GitLab) the run belongs to:
+    /// its progress is reported there.
+    #[serde(default)]
+    pub pull_request: Option<u64>,
+    /// The code comes from a fork: the run gets no secrets.
+    #[serde(default)]
+    pub from_fork: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

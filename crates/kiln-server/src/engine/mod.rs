@@ -55,6 +55,8 @@ pub struct Engine {
     pub mirrors: Mirrors,
     pub hub: LogHub,
     pub cfg: EngineConfig,
+    /// The forge API of each repository that has one.
+    pub forges: Arc<dyn crate::forge::ForgeDirectory>,
     work: Notify,
     /// Token roles already checked (see `auth::RoleCache`).
     pub roles: crate::auth::RoleCache,
@@ -78,6 +80,7 @@ impl Engine {
             mirrors,
             hub: LogHub::default(),
             cfg,
+            forges: Arc::new(crate::forge::NoForges),
             work: Notify::new(),
             roles: Default::default(),
             workflows: Mutex::new(HashMap::new()),
