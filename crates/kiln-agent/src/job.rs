@@ -118,6 +118,7 @@ async fn execute(
     let started_at = Timestamp::now();
     let clock = Instant::now();
     let mut result = JobResult {
+        deploy: None,
         job: a
             .workflow
             .jobs

@@ -240,6 +240,10 @@ pub struct Job {
     pub container: Option<Container>,
     pub services: Vec<Service>,
     pub steps: Vec<Step>,
+    /// `rollback:` — steps run when the environment's health check never
+    /// passes, with `KILN_ROLLBACK_TO` set to the last good commit.
+    #[serde(default)]
+    pub rollback: Vec<Step>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -281,11 +285,39 @@ impl Default for Dyn<Vec<Value>> {
     }
 }
 
-/// `environment:` — a deploy target.
+/// `environment:` — a deploy target. A job with an environment is a
+/// deploy: the server serializes deploys per repository and environment
+/// (see `docs/deploys.md`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
     pub name: Template,
     pub url: Option<Template>,
+    /// `approval: true` or an expression: the job waits for a maintainer's
+    /// `kiln approve` before it runs. `Dyn::Lit(false)` when absent.
+    #[serde(default = "no_approval")]
+    pub approval: Dyn<bool>,
+    /// Run after the job's steps succeed; if it never passes, the job's
+    /// `rollback:` steps run.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+}
+
+fn no_approval() -> Dyn<bool> {
+    Dyn::Lit(false)
+}
+
+/// `environment.health-check:` — a command that must pass after a deploy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub loc: Loc,
+    /// The script, run like a `run:` step (the job's default shell).
+    pub run: Template,
+    /// Attempts after the first one (`retries: 2` = up to three runs).
+    pub retries: u32,
+    /// Pause between attempts, in milliseconds.
+    pub interval_ms: u64,
+    /// Longest one attempt may take, in milliseconds.
+    pub timeout_ms: u64,
 }
 
 /// `container:` — the image every step of the job runs in.

@@ -55,6 +55,28 @@ pub struct JobResult {
     pub phases: Vec<Phase>,
     pub outputs: BTreeMap<String, String>,
     pub steps: Vec<StepResult>,
+    /// For a deploy (a job with an `environment`) that reached its health
+    /// check: what became of the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeployOutcome>,
+}
+
+/// What a deploy's health check (and rollback) left the environment in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployOutcome {
+    /// The health check passed (or there was none): the environment runs
+    /// the job's commit.
+    Healthy,
+    /// The health check never passed and the `rollback:` steps ran: the
+    /// environment is back at its last good commit.
+    RolledBack,
+    /// The rollback steps themselves failed: the environment's state is
+    /// unknown and marked unhealthy.
+    RollbackFailed,
+    /// The health check never passed and there were no `rollback:` steps:
+    /// the environment runs the job's commit and is marked unhealthy.
+    Unhealthy,
 }
 
 /// A span of a job's life.

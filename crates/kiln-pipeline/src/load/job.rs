@@ -59,6 +59,7 @@ pub(crate) fn job(cx: &mut Cx<'_>, id: &MarkedScalarNode, body: &Node) -> Option
         container: None,
         services: Vec::new(),
         steps: Vec::new(),
+        rollback: Vec::new(),
     };
     let mut edges = Vec::new();
     let (mut saw_runs_on, mut saw_steps, mut reusable) = (false, false, false);

@@ -78,6 +78,8 @@ pub(crate) fn environment(cx: &mut Cx<'_>, n: &Node) -> Option<Environment> {
         return Some(Environment {
             name: cx.template(n, "`environment`")?,
             url: None,
+            approval: Dyn::Lit(false),
+            health_check: None,
         });
     }
     let map = cx.mapping(n, "`environment`")?;
@@ -95,7 +97,12 @@ pub(crate) fn environment(cx: &mut Cx<'_>, n: &Node) -> Option<Environment> {
         let at = cx.at(n);
         cx.error(at, "`environment` needs a `name`");
     }
-    Some(Environment { name: name?, url })
+    Some(Environment {
+        name: name?,
+        url,
+        approval: Dyn::Lit(false),
+        health_check: None,
+    })
 }
 
 const CONTAINER_KEYS: &[&str] = &["image", "env", "options", "volumes", "credentials", "ports"];

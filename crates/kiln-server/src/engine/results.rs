@@ -67,6 +67,7 @@ fn matrix_map(v: &Option<Value>) -> Option<BTreeMap<String, Value>> {
 
 fn never_ran(inst: &InstanceRecord) -> JobResult {
     JobResult {
+        deploy: None,
         job: inst.job_key.clone(),
         name: inst.name.clone(),
         matrix: matrix_map(&inst.matrix),
@@ -88,6 +89,7 @@ fn never_ran(inst: &InstanceRecord) -> JobResult {
 fn lost(inst: &InstanceRecord, a: &AttemptRecord) -> JobResult {
     let end = a.finished_at;
     JobResult {
+        deploy: None,
         job: inst.job_key.clone(),
         name: inst.name.clone(),
         matrix: matrix_map(&inst.matrix),

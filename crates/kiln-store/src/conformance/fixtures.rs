@@ -128,6 +128,7 @@ pub(crate) async fn claimed<S: Store>(s: &S) -> (RunRecord, InstanceRecord, Agen
 
 pub(crate) fn job_result(status: JobStatus, attempt: u32) -> JobResult {
     JobResult {
+        deploy: None,
         job: "job0".into(),
         name: "job0 (0)".into(),
         matrix: Some(BTreeMap::from([("os".to_owned(), Value::str("linux"))])),

@@ -561,6 +561,7 @@ fn combination_map(c: &kiln_pipeline::matrix::Combination) -> BTreeMap<String, V
 
 fn blank_result(wf: &Workflow, job_index: usize, name: &str, status: JobStatus) -> JobResult {
     JobResult {
+        deploy: None,
         job: wf.jobs[job_index].id.to_string(),
         name: name.to_owned(),
         matrix: None,
