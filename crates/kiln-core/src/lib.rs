@@ -6,4 +6,5 @@
 //! back as events. See `docs/design/core.md`.
 
 pub mod dispatch;
+pub mod gate;
 pub mod graph;
