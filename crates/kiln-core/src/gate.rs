@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 /// An entry's id: its arrival order in the gate (smaller is older).
 pub type EntryId = u64;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateKind {
     /// A `concurrency:` group.

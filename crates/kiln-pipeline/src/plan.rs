@@ -8,7 +8,7 @@
 use crate::expr::{self, Context, StatusCheck};
 use crate::matrix::{self, Combination};
 use kiln_model::Value;
-use kiln_model::workflow::{Dyn, Job, Matrix, Template};
+use kiln_model::workflow::{Concurrency, Dyn, Job, Matrix, Template};
 
 /// Contexts available at job level (GitHub allows `github`, `needs`,
 /// `inputs`, `vars`; kiln adds `kiln`; `matrix` and `strategy` appear per
@@ -33,6 +33,25 @@ pub struct Instance {
     pub continue_on_error: bool,
     /// The `strategy` context: fail-fast, job-index, job-total, max-parallel.
     pub strategy: Value,
+    /// `environment:` evaluated: the instance is a deploy.
+    pub environment: Option<DeployTarget>,
+    /// Job-level `concurrency:` evaluated.
+    pub concurrency: Option<Group>,
+}
+
+/// Where a deploy goes, evaluated for one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeployTarget {
+    pub name: String,
+    /// `environment.approval` was true.
+    pub approval: bool,
+}
+
+/// A concurrency group, evaluated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub cancel_in_progress: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -165,12 +184,31 @@ pub fn plan_job(
         }
         let continue_on_error = eval_bool(&job.continue_on_error, &jcx)
             .map_err(|e| err(format!("continue-on-error: {e}")))?;
+        let environment = match &job.environment {
+            None => None,
+            Some(env) => {
+                let name =
+                    render(&env.name, &jcx).map_err(|e| err(format!("environment: {e}")))?;
+                if name.trim().is_empty() {
+                    return Err(err("environment: the name is empty".into()));
+                }
+                let approval = eval_bool(&env.approval, &jcx)
+                    .map_err(|e| err(format!("environment.approval: {e}")))?;
+                Some(DeployTarget { name, approval })
+            }
+        };
+        let concurrency = match &job.concurrency {
+            None => None,
+            Some(c) => Some(group(c, &jcx).map_err(err)?),
+        };
         instances.push(Instance {
             matrix: combo,
             name,
             runs_on,
             continue_on_error,
             strategy: jcx.strategy.clone(),
+            environment,
+            concurrency,
         });
     }
     Ok(Decision::Run(Plan {
@@ -179,6 +217,34 @@ pub fn plan_job(
         max_parallel,
         weight: job.weight,
     }))
+}
+
+/// A workflow's `concurrency:` evaluated with the run's contexts (GitHub
+/// allows `github`, `inputs` and `vars` there).
+pub fn workflow_group(
+    c: &Concurrency,
+    cx: JobContexts<'_>,
+) -> Result<Group, String> {
+    let jcx = JobCx {
+        base: cx,
+        matrix: Value::Null,
+        strategy: Value::Null,
+        status: StatusCheck::Success,
+    };
+    group(c, &jcx)
+}
+
+fn group(c: &Concurrency, cx: &JobCx<'_>) -> Result<Group, String> {
+    let name = render(&c.group, cx).map_err(|e| format!("concurrency.group: {e}"))?;
+    if name.trim().is_empty() {
+        return Err("concurrency.group: the group name is empty".into());
+    }
+    let cancel_in_progress = eval_bool(&c.cancel_in_progress, cx)
+        .map_err(|e| format!("concurrency.cancel-in-progress: {e}"))?;
+    Ok(Group {
+        name,
+        cancel_in_progress,
+    })
 }
 
 fn expand(m: &Matrix, cx: &JobCx<'_>) -> Result<Vec<Combination>, String> {

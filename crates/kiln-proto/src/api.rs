@@ -116,6 +116,9 @@ pub struct RunSummary {
     pub git_ref: Option<String>,
     pub event: String,
     pub status: JobStatus,
+    /// Why a queued run has not started (a concurrency group, an approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
@@ -144,8 +147,108 @@ pub struct JobSummary {
     pub runs_on: Vec<String>,
     pub weight: u32,
     pub reason: Option<String>,
+    /// Why a queued job is not offered to agents yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
     pub queued_at: Option<Timestamp>,
     pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Why a queued run or job does not start yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub kind: WaitKind,
+    /// The environment or group waited for.
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitKind {
+    /// A deploy waits for `kiln approve`.
+    Approval,
+    /// A deploy waits for its environment (another deploy holds it).
+    Environment,
+    /// A run or job waits for its concurrency group.
+    Group,
+    /// A pull request from a fork waits for a maintainer's approval.
+    ForkApproval,
+}
+
+impl Waiting {
+    /// The status word shown in listings (`waiting-approval`, `waiting`).
+    pub fn status_word(&self) -> &'static str {
+        match self.kind {
+            WaitKind::Approval | WaitKind::ForkApproval => "waiting-approval",
+            WaitKind::Environment | WaitKind::Group => "waiting",
+        }
+    }
+}
+
+impl std::fmt::Display for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            WaitKind::Approval => write!(f, "waiting for approval to deploy to {}", self.name),
+            WaitKind::Environment => write!(f, "waiting for environment {}", self.name),
+            WaitKind::Group => write!(f, "waiting for concurrency group {}", self.name),
+            WaitKind::ForkApproval => {
+                write!(f, "waiting for approval: pull request from a fork")
+            }
+        }
+    }
+}
+
+/// `POST /runs/{run}/approve`: approve or reject a held deploy job (or a
+/// held run, when `job` is absent).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApproveRequest {
+    /// The job key under `jobs:` (every waiting instance of it).
+    #[serde(default)]
+    pub job: Option<String>,
+    #[serde(default)]
+    pub reject: bool,
+}
+
+/// `POST /repos/{repo}/deploy`: deploy a commit to an environment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub environment: String,
+    /// A commit, branch or tag.
+    pub commit: String,
+    /// Pass the stale guard (roll back by hand).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// An environment of a repository: what it runs and how it got there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentInfo {
+    pub name: String,
+    /// The commit it runs; `None` before its first successful deploy.
+    pub commit: Option<String>,
+    pub healthy: bool,
+    pub run: Option<RunId>,
+    pub deployed_by: Option<String>,
+    pub deployed_at: Option<Timestamp>,
+    /// Deploys, newest first.
+    pub history: Vec<DeployInfo>,
+}
+
+/// One deploy attempt of an environment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeployInfo {
+    pub run: RunId,
+    pub job: Option<InstanceId>,
+    pub commit: String,
+    /// `waiting`, `deploying`, or how it ended (`success`, `failure`,
+    /// `rolled back`, `superseded by …`, `stale: …`, `rejected by …`).
+    pub state: String,
+    pub forced: bool,
+    /// Who or what started it.
+    pub actor: String,
+    pub approver: Option<String>,
+    pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
 }
 

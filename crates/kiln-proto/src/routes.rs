@@ -15,6 +15,9 @@ pub const RUN_LOGS: &str = "/api/v1/runs/{run}/logs";
 pub const RUN_LOGS_STREAM: &str = "/api/v1/runs/{run}/logs/stream";
 pub const RUN_CANCEL: &str = "/api/v1/runs/{run}/cancel";
 pub const RUN_RETRY: &str = "/api/v1/runs/{run}/retry";
+pub const RUN_APPROVE: &str = "/api/v1/runs/{run}/approve";
+pub const REPO_DEPLOY: &str = "/api/v1/repos/{repo}/deploy";
+pub const REPO_ENVIRONMENTS: &str = "/api/v1/repos/{repo}/environments";
 pub const AGENTS: &str = "/api/v1/agents";
 pub const QUEUE: &str = "/api/v1/queue";
 pub const TOKENS: &str = "/api/v1/tokens";
@@ -45,6 +48,15 @@ pub fn run_cancel(run: RunId) -> String {
 }
 pub fn run_retry(run: RunId) -> String {
     RUN_RETRY.replace("{run}", &run.to_string())
+}
+pub fn run_approve(run: RunId) -> String {
+    RUN_APPROVE.replace("{run}", &run.to_string())
+}
+pub fn repo_deploy(repo: &str) -> String {
+    REPO_DEPLOY.replace("{repo}", repo)
+}
+pub fn repo_environments(repo: &str) -> String {
+    REPO_ENVIRONMENTS.replace("{repo}", repo)
 }
 pub fn agent_heartbeat(job: InstanceId) -> String {
     AGENT_HEARTBEAT.replace("{job}", &job.to_string())

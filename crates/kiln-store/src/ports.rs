@@ -18,7 +18,8 @@
 use crate::types::*;
 use jiff::Timestamp;
 use kiln_model::{AgentId, InstanceId, RepoId, RunId};
-use kiln_proto::api::{LogEntry, Role};
+use kiln_core::gate::Approval;
+use kiln_proto::api::{LogEntry, Role, Waiting};
 use kiln_proto::results::JobResult;
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +164,50 @@ pub trait AuthStore: Send + Sync {
     async fn token_count(&self) -> Result<u64>;
 }
 
+/// Concurrency groups and environments (see `kiln_core::gate`). Entries
+/// are created with their run ([`NewRun::gate`]) or instance
+/// ([`NewInstance::gate`]).
+#[async_trait::async_trait]
+pub trait GateStore: Send + Sync {
+    /// Gates with at least one entry not done.
+    async fn live_gates(&self) -> Result<Vec<GateKey>>;
+    /// The entries of a gate that are not done, oldest first.
+    async fn gate_entries(&self, key: &GateKey) -> Result<Vec<GateEntryRecord>>;
+    /// Every entry of a run (for display), oldest first.
+    async fn run_gate_entries(&self, run: RunId) -> Result<Vec<GateEntryRecord>>;
+    /// The last `limit` entries of a gate, newest first (deploy history).
+    async fn gate_history(&self, key: &GateKey, limit: u32) -> Result<Vec<GateEntryRecord>>;
+    /// Waiting → holding, and the subject's hold is cleared (an instance
+    /// enters the queue; a run may start). False when the entry was not
+    /// waiting (nothing changes).
+    async fn release_entry(&self, id: i64, now: Timestamp) -> Result<bool>;
+    /// The entry is done (see [`EndEntry`]). False when it already was.
+    async fn end_entry(&self, end: EndEntry) -> Result<bool>;
+    /// Record an approval decision for a waiting entry; a granted one's
+    /// subject then waits for its gate only (`hold` becomes `then_hold`).
+    /// False when the entry is not waiting for approval.
+    async fn set_approval(
+        &self,
+        id: i64,
+        approval: Approval,
+        approver: &str,
+        then_hold: Option<Waiting>,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Clear a held run's hold without a gate (a fork's approved pull
+    /// request). False when it was not held.
+    async fn release_run(&self, run: RunId, now: Timestamp) -> Result<bool>;
+    async fn environment(&self, repo: RepoId, name: &str) -> Result<Option<EnvironmentRecord>>;
+    /// Names of the environments a repository deployed to or waits for.
+    async fn environment_names(&self, repo: RepoId) -> Result<Vec<String>>;
+}
+
 /// Everything the server needs.
-pub trait Store: RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore {}
-impl<T: RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore> Store for T {}
+pub trait Store:
+    RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore + GateStore
+{
+}
+impl<T: RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore + GateStore> Store
+    for T
+{
+}

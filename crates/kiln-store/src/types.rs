@@ -4,7 +4,9 @@ use jiff::Timestamp;
 use kiln_model::workflow::Workflow;
 use kiln_model::{AgentId, InstanceId, JobStatus, RepoId, RunId, Value};
 use kiln_proto::agent::JobContexts;
-use kiln_proto::api::Role;
+use kiln_core::gate::{Approval, GateKind};
+use kiln_proto::api::{Role, Waiting};
+use kiln_proto::results::DeployOutcome;
 use kiln_proto::results::JobResult;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -37,6 +39,9 @@ pub struct RunContexts {
     /// The code comes from a fork: the run gets no secrets.
     #[serde(default)]
     pub from_fork: bool,
+    /// `kiln deploy --force`: the run's deploys pass the stale guard.
+    #[serde(default)]
+    pub force_deploy: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +60,106 @@ pub struct NewRun {
     pub error: Option<String>,
     /// The serialized run graph (see `kiln_core::engine`).
     pub graph: Option<String>,
+    /// Why the run may not start yet (set with `gate` for a workflow-level
+    /// concurrency group, alone for a fork's pull request).
+    pub hold: Option<Waiting>,
+    /// The run enters this gate (workflow-level `concurrency:`).
+    pub gate: Option<NewGate>,
+    pub now: Timestamp,
+}
+
+/// A run or instance entering a gate (see `kiln_core::gate`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewGate {
+    pub kind: GateKind,
+    /// The group's or environment's name.
+    pub name: String,
+    pub commit: String,
+    pub force: bool,
+    pub cancel_in_progress: bool,
+    pub approval: Approval,
+    /// Who or what started it (`push`, a token's name).
+    pub actor: String,
+}
+
+/// One gate of a repository.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GateKey {
+    pub repo: RepoId,
+    pub kind: GateKind,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryState {
+    Waiting,
+    Holding,
+    Done,
+}
+
+impl EntryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryState::Waiting => "waiting",
+            EntryState::Holding => "holding",
+            EntryState::Done => "done",
+        }
+    }
+}
+
+/// A run or instance in a gate, with the status of its subject.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateEntryRecord {
+    pub id: i64,
+    pub key: GateKey,
+    pub run: RunId,
+    /// `None`: the entry is the whole run.
+    pub instance: Option<InstanceId>,
+    /// The job key of the instance.
+    pub job_key: Option<String>,
+    pub commit: String,
+    pub state: EntryState,
+    pub force: bool,
+    pub cancel_in_progress: bool,
+    pub approval: Approval,
+    pub approver: Option<String>,
+    pub actor: String,
+    pub outcome: Option<String>,
+    /// The status of the run or instance the entry stands for.
+    pub subject_status: JobStatus,
+    /// The instance's deploy outcome, once it completed.
+    pub deploy: Option<DeployOutcome>,
+    pub created_at: Timestamp,
+    pub released_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// What an environment runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvironmentRecord {
+    pub repo: RepoId,
+    pub name: String,
+    pub commit: String,
+    pub healthy: bool,
+    pub run: RunId,
+    /// The gate entry of the deploy that put it there.
+    pub entry: i64,
+    pub deployed_by: String,
+    pub deployed_at: Timestamp,
+}
+
+/// How an entry leaves its gate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndEntry {
+    pub id: i64,
+    /// Recorded as the entry's outcome (`success`, `superseded by …`).
+    pub outcome: String,
+    /// For an entry whose subject is still queued and held: end the subject
+    /// with this status and `outcome` as its reason (an instance is then
+    /// fed back to its graph; a run ends at once).
+    pub end_subject: Option<JobStatus>,
+    /// The environment's new state, written in the same transaction.
+    pub environment: Option<EnvironmentRecord>,
     pub now: Timestamp,
 }
 
@@ -74,6 +179,8 @@ pub struct RunRecord {
     pub status: JobStatus,
     pub error: Option<String>,
     pub graph: Option<String>,
+    /// Why the run has not started yet.
+    pub hold: Option<Waiting>,
     /// Optimistic-concurrency version, bumped by every transition.
     pub version: i64,
     pub created_at: Timestamp,
@@ -98,6 +205,8 @@ pub struct NewInstance {
     pub contexts: JobContexts,
     /// Attempts allowed before an agent loss fails the job (3 = two retries).
     pub max_attempts: u32,
+    /// The instance enters this gate and is held until released.
+    pub gate: Option<(NewGate, Waiting)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +230,8 @@ pub struct InstanceRecord {
     pub lease_expires_at: Option<Timestamp>,
     pub cancel_requested: bool,
     pub reason: Option<String>,
+    /// Why a queued instance is not offered to agents yet.
+    pub hold: Option<Waiting>,
     pub contexts: JobContexts,
     /// The last attempt's result, once complete.
     pub result: Option<JobResult>,
@@ -175,6 +286,8 @@ pub struct Transition {
     pub cancel: Vec<InstanceId>,
     /// Instances whose terminal status this transition fed to the graph.
     pub applied: Vec<InstanceId>,
+    /// Why the run ends as it does (kept unless the run already has one).
+    pub error: Option<String>,
     pub now: Timestamp,
 }
 

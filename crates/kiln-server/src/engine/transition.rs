@@ -14,7 +14,9 @@ use kiln_model::{InstanceId, JobStatus, Value};
 use kiln_pipeline::expr::StatusCheck;
 use kiln_pipeline::plan::{Decision, JobContexts as PlanContexts, Plan, plan_job};
 use kiln_proto::agent::JobContexts;
-use kiln_store::types::{InstanceState, NewInstance, RunRecord, Transition};
+use kiln_core::gate::{Approval, GateKind};
+use kiln_proto::api::{WaitKind, Waiting};
+use kiln_store::types::{InstanceState, NewGate, NewInstance, RunRecord, Transition};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// A fresh graph for `wf`, serialized for the store.
@@ -40,6 +42,8 @@ pub struct Effects {
     pub queued: usize,
     /// The run ended with this status.
     pub finished: Option<JobStatus>,
+    /// Some new instance entered a gate.
+    pub gated: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +51,13 @@ pub enum Input {
     /// Start the run (idempotent on a started graph).
     Start,
     Events(Vec<Event>),
+    /// A newer run of a concurrency group with `cancel-in-progress`
+    /// cancels this one: like `CancelRun`, but a deploy that is running
+    /// keeps running (only a person stops a deploy). `reason` is kept as
+    /// the run's error.
+    ConcurrencyCancel { reason: String },
+    /// Stop these instances (job-level `cancel-in-progress`).
+    CancelInstances(Vec<InstanceId>),
 }
 
 pub fn transition(
@@ -61,14 +72,28 @@ pub fn transition(
     let mut graph: RunGraph =
         serde_json::from_str(run.graph.as_deref().ok_or("the run has no graph")?)
             .map_err(|e| format!("stored run graph: {e}"))?;
+    let mut spare_deploys = false;
+    let mut error = None;
+    let mut cancel_now = Vec::new();
     let mut cmds: VecDeque<Command> = match input {
         Input::Start => graph.start().into(),
         Input::Events(events) => events.into_iter().flat_map(|e| graph.on(e)).collect(),
+        Input::ConcurrencyCancel { reason } => {
+            spare_deploys = true;
+            error = Some(reason);
+            graph.on(Event::CancelRun).into()
+        }
+        Input::CancelInstances(ids) => {
+            cancel_now = ids;
+            VecDeque::new()
+        }
     };
     let mut t = Transition {
         expected_version: run.version,
         graph: String::new(),
         applied,
+        error,
+        cancel: cancel_now,
         now,
         ..Transition::default()
     };
@@ -225,6 +250,7 @@ pub fn transition(
                     weight: plan.weight,
                     status: JobStatus::Queued,
                     reason: None,
+                    gate: gate_for(run, inst),
                     contexts: JobContexts {
                         github,
                         inputs: run.contexts.inputs.clone(),
@@ -242,10 +268,15 @@ pub fn transition(
                     max_attempts,
                 });
                 fx.queued += 1;
+                fx.gated |= inst.environment.is_some() || inst.concurrency.is_some();
             }
             Command::Cancel { key } => {
                 if let Some(i) = by_key.get(&(key.node as u32, key.index as u32)) {
-                    t.cancel.push(i.id);
+                    let running_deploy = i.status == JobStatus::Running
+                        && wf.jobs[key.node].environment.is_some();
+                    if !(spare_deploys && running_deploy) {
+                        t.cancel.push(i.id);
+                    }
                 }
             }
             Command::Dropped { key, status } => {
@@ -320,7 +351,63 @@ fn terminal(
         reason: Some(reason.to_owned()),
         contexts: JobContexts::default(),
         max_attempts,
+        gate: None,
     }
+}
+
+/// The gate an instance enters, and what it waits for until released: its
+/// environment (a deploy), else its job-level concurrency group.
+fn gate_for(
+    run: &RunRecord,
+    inst: &kiln_pipeline::plan::Instance,
+) -> Option<(NewGate, Waiting)> {
+    let actor = match run.contexts.github.get_ci("actor") {
+        Some(Value::String(s)) => s.clone(),
+        _ => "kiln".to_owned(),
+    };
+    if let Some(env) = &inst.environment {
+        let approval = if env.approval {
+            Approval::Pending
+        } else {
+            Approval::NotNeeded
+        };
+        let waiting = Waiting {
+            kind: if env.approval {
+                WaitKind::Approval
+            } else {
+                WaitKind::Environment
+            },
+            name: env.name.clone(),
+        };
+        return Some((
+            NewGate {
+                kind: GateKind::Environment,
+                name: env.name.clone(),
+                commit: run.commit.clone(),
+                force: run.contexts.force_deploy,
+                cancel_in_progress: false,
+                approval,
+                actor,
+            },
+            waiting,
+        ));
+    }
+    let group = inst.concurrency.as_ref()?;
+    Some((
+        NewGate {
+            kind: GateKind::Group,
+            name: group.name.clone(),
+            commit: run.commit.clone(),
+            force: false,
+            cancel_in_progress: group.cancel_in_progress,
+            approval: Approval::NotNeeded,
+            actor,
+        },
+        Waiting {
+            kind: WaitKind::Group,
+            name: group.name.clone(),
+        },
+    ))
 }
 
 /// `needs.<job>.{result, outputs}` for `node`, from stored instances.

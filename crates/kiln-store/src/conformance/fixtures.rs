@@ -18,6 +18,8 @@ pub(crate) fn t(secs: i64) -> Timestamp {
 
 pub(crate) fn new_run(repo: &RepoRecord, now: Timestamp) -> NewRun {
     NewRun {
+        hold: None,
+        gate: None,
         repo: repo.id,
         workflow_file: ".kiln/ci.yml".into(),
         workflow_name: "CI".into(),
@@ -43,6 +45,7 @@ pub(crate) fn new_run(repo: &RepoRecord, now: Timestamp) -> NewRun {
 
 pub(crate) fn new_instance(node: u32, index: u32, status: JobStatus) -> NewInstance {
     NewInstance {
+        gate: None,
         node,
         index,
         job_key: format!("job{node}"),

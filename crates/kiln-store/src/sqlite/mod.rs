@@ -32,6 +32,7 @@
 
 mod agents;
 mod codec;
+mod gates;
 mod logs;
 mod migrations;
 mod queue;

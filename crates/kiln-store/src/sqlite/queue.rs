@@ -53,7 +53,7 @@ impl QueueStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT i.id, r.repo_id, i.runs_on, i.weight FROM instances i \
              JOIN runs r ON r.id = i.run_id \
-             WHERE i.status = 'queued' AND i.cancel_requested = 0 \
+             WHERE i.status = 'queued' AND i.cancel_requested = 0 AND i.hold IS NULL \
              ORDER BY i.queue_seq LIMIT ?",
         )
         .bind(i64::from(limit))
@@ -92,7 +92,8 @@ impl QueueStore for SqliteStore {
         let attempt: Option<i64> = sqlx::query_scalar(
             "UPDATE instances SET status = 'running', attempt = attempt + 1, agent_id = ?, \
              lease_expires_at = ?, started_at = COALESCE(started_at, ?) \
-             WHERE id = ? AND status = 'queued' AND cancel_requested = 0 RETURNING attempt",
+             WHERE id = ? AND status = 'queued' AND cancel_requested = 0 AND hold IS NULL \
+             RETURNING attempt",
         )
         .bind(agent.0)
         .bind(ts(lease_until))

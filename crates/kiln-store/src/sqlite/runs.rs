@@ -16,7 +16,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
 const SELECT_RUN: &str = "SELECT r.id, r.repo_id, p.name AS repo_name, p.url AS repo_url, \
      r.workflow_file, r.workflow_name, r.commit_sha, r.git_ref, r.event, r.workflow, r.contexts, \
-     r.status, r.error, r.graph, r.version, r.created_at, r.started_at, r.finished_at \
+     r.status, r.error, r.graph, r.hold, r.version, r.created_at, r.started_at, r.finished_at \
      FROM runs r JOIN repos p ON p.id = r.repo_id";
 
 fn run_record(row: &SqliteRow) -> Result<RunRecord> {
@@ -35,6 +35,7 @@ fn run_record(row: &SqliteRow) -> Result<RunRecord> {
         status: parse_status(row.try_get("status").map_err(backend)?)?,
         error: row.try_get("error").map_err(backend)?,
         graph: row.try_get("graph").map_err(backend)?,
+        hold: from_opt_json("run hold", row.try_get("hold").map_err(backend)?)?,
         version: row.try_get("version").map_err(backend)?,
         created_at: from_ts(row.try_get("created_at").map_err(backend)?)?,
         started_at: from_opt_ts(row.try_get("started_at").map_err(backend)?)?,
@@ -45,7 +46,7 @@ fn run_record(row: &SqliteRow) -> Result<RunRecord> {
 pub(super) const SELECT_INSTANCE: &str = "SELECT i.id, i.run_id, r.repo_id, i.node, i.idx, \
      i.job_key, i.name, i.matrix, i.runs_on, i.weight, i.status, i.attempt, i.max_attempts, \
      i.agent_id, a.name AS agent_name, i.lease_expires_at, i.cancel_requested, i.reason, \
-     i.contexts, i.result, i.graph_applied, i.queued_at, i.started_at, i.finished_at \
+     i.hold, i.contexts, i.result, i.graph_applied, i.queued_at, i.started_at, i.finished_at \
      FROM instances i JOIN runs r ON r.id = i.run_id LEFT JOIN agents a ON a.id = i.agent_id";
 
 pub(super) fn instance_record(row: &SqliteRow) -> Result<InstanceRecord> {
@@ -74,6 +75,7 @@ pub(super) fn instance_record(row: &SqliteRow) -> Result<InstanceRecord> {
         lease_expires_at: from_opt_ts(row.try_get("lease_expires_at").map_err(backend)?)?,
         cancel_requested: row.try_get("cancel_requested").map_err(backend)?,
         reason: row.try_get("reason").map_err(backend)?,
+        hold: from_opt_json("instance hold", row.try_get("hold").map_err(backend)?)?,
         contexts: from_json(
             "instance contexts",
             row.try_get("contexts").map_err(backend)?,
@@ -127,6 +129,7 @@ async fn run_exists(conn: &mut SqliteConnection, id: RunId) -> Result<bool> {
 async fn insert_instance(
     tx: &mut Transaction<'static, Sqlite>,
     run: RunId,
+    repo: RepoId,
     new: &NewInstance,
     now: Timestamp,
 ) -> Result<()> {
@@ -147,11 +150,15 @@ async fn insert_instance(
         }
     };
     let matrix = new.matrix.as_ref().map(to_json).transpose()?;
-    sqlx::query(
+    let hold = match (&new.gate, new.status) {
+        (Some((_, waiting)), JobStatus::Queued) => Some(to_json(waiting)?),
+        _ => None,
+    };
+    let row = sqlx::query(
         "INSERT INTO instances (run_id, node, idx, job_key, name, matrix, runs_on, weight, status, \
-         max_attempts, reason, contexts, graph_applied, queue_seq, queued_at, finished_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-         (SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM instances), ?, ?)",
+         max_attempts, reason, hold, contexts, graph_applied, queue_seq, queued_at, finished_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+         (SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM instances), ?, ?) RETURNING id",
     )
     .bind(run.0)
     .bind(i64::from(new.node))
@@ -164,13 +171,18 @@ async fn insert_instance(
     .bind(status_str(new.status))
     .bind(i64::from(new.max_attempts))
     .bind(&new.reason)
+    .bind(hold)
     .bind(to_json(&new.contexts)?)
     .bind(true)
     .bind(ts(now))
     .bind(finished_at)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(backend)?;
+    if let (Some((gate, _)), JobStatus::Queued) = (&new.gate, new.status) {
+        let id: i64 = row.try_get("id").map_err(backend)?;
+        super::gates::insert_entry(tx, repo, run, Some(InstanceId(id)), gate, now).await?;
+    }
     Ok(())
 }
 
@@ -191,7 +203,7 @@ async fn cancel_instance(
     match parse_status(&status)? {
         JobStatus::Queued => {
             sqlx::query(
-                "UPDATE instances SET status = 'cancelled', reason = 'cancelled', \
+                "UPDATE instances SET status = 'cancelled', reason = 'cancelled', hold = NULL, \
                  graph_applied = 0, finished_at = ? WHERE id = ?",
             )
             .bind(ts(now))
@@ -228,10 +240,14 @@ impl RunStore for SqliteStore {
         // A run created terminal (an invalid workflow) is finished at once.
         let finished_at = run.status.is_terminal().then(|| ts(run.now));
         let workflow = run.workflow.as_ref().map(to_json).transpose()?;
+        let hold = match (&run.hold, run.status.is_terminal()) {
+            (Some(h), false) => Some(to_json(h)?),
+            _ => None,
+        };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO runs (repo_id, workflow_file, workflow_name, commit_sha, git_ref, event, \
-             workflow, contexts, status, error, graph, version, created_at, finished_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
+             workflow, contexts, status, error, graph, hold, version, created_at, finished_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
         )
         .bind(run.repo.0)
         .bind(&run.workflow_file)
@@ -244,11 +260,15 @@ impl RunStore for SqliteStore {
         .bind(status_str(run.status))
         .bind(&run.error)
         .bind(&run.graph)
+        .bind(hold)
         .bind(ts(run.now))
         .bind(finished_at)
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
+        if let (Some(gate), false) = (&run.gate, run.status.is_terminal()) {
+            super::gates::insert_entry(&mut tx, run.repo, RunId(id), None, gate, run.now).await?;
+        }
         let row = sqlx::query(&format!("{SELECT_RUN} WHERE r.id = ?"))
             .bind(id)
             .fetch_one(&mut *tx)
@@ -344,12 +364,14 @@ impl RunStore for SqliteStore {
         let version: Option<i64> = sqlx::query_scalar(
             "UPDATE runs SET graph = ?, status = COALESCE(?, status), \
              started_at = COALESCE(?, started_at), finished_at = COALESCE(?, finished_at), \
+             error = COALESCE(error, ?), \
              version = version + 1 WHERE id = ? AND version = ? RETURNING version",
         )
         .bind(&t.graph)
         .bind(t.status.map(status_str))
         .bind(t.started_at.map(ts))
         .bind(t.finished_at.map(ts))
+        .bind(&t.error)
         .bind(run.0)
         .bind(t.expected_version)
         .fetch_optional(&mut *tx)
@@ -369,8 +391,15 @@ impl RunStore for SqliteStore {
                 )),
             });
         };
-        for new in &t.new_instances {
-            insert_instance(&mut tx, run, new, t.now).await?;
+        if !t.new_instances.is_empty() {
+            let repo: i64 = sqlx::query_scalar("SELECT repo_id FROM runs WHERE id = ?")
+                .bind(run.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+            for new in &t.new_instances {
+                insert_instance(&mut tx, run, RepoId(repo), new, t.now).await?;
+            }
         }
         for &id in &t.cancel {
             cancel_instance(&mut tx, run, id, t.now).await?;
