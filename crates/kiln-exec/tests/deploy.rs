@@ -12,11 +12,17 @@ use kiln_exec::runner::{JobObserver, JobOutcome, JobRun, run_job};
 use kiln_model::{JobStatus, StepStatus, Value};
 use kiln_proto::results::{DeployOutcome, PhaseKind, StepResult};
 
-struct Quiet(Mutex<Vec<String>>);
+/// Records notes; cancels `cancel` gracefully when a step prints `cancel me`
+/// (a handshake, not a sleep).
+struct Quiet(Mutex<Vec<String>>, Cancel);
 
 impl JobObserver for Quiet {
     fn step_started(&self, _: u32, _: &str) {}
-    fn line(&self, _: u32, _: LogLine) {}
+    fn line(&self, _: u32, line: LogLine) {
+        if line.text == "cancel me" {
+            self.1.graceful.cancel();
+        }
+    }
     fn step_finished(&self, _: &StepResult) {}
     fn note(&self, text: &str) {
         self.0.lock().unwrap().push(text.to_owned());
@@ -57,10 +63,11 @@ async fn run(job: &str, rollback_to: &str) -> Ran {
         label: "deploy-test".into(),
         checkout: None,
     };
-    let observer = Arc::new(Quiet(Mutex::new(Vec::new())));
+    let cancel = Cancel::default();
+    let observer = Arc::new(Quiet(Mutex::new(Vec::new()), cancel.clone()));
     let outcome = tokio::time::timeout(
         Duration::from_secs(60),
-        run_job(&ProcessExecutor::new(), &run, observer, &Cancel::default()),
+        run_job(&ProcessExecutor::new(), &run, observer, &cancel),
     )
     .await
     .expect("the job ends within 60 s");
@@ -289,4 +296,37 @@ async fn a_deploy_without_health_check_that_succeeds_is_healthy() {
     .await;
     assert_eq!(ran.outcome.status, JobStatus::Success);
     assert_eq!(ran.outcome.deploy, Some(DeployOutcome::Healthy));
+}
+
+#[tokio::test]
+async fn a_graceful_cancel_during_the_health_check_still_rolls_back() {
+    let ran = run(
+        "    environment:
+      name: production
+      health-check:
+        run: |
+          echo 'cancel me'
+          sleep 30
+        retries: 3
+        interval: 0
+    steps:
+      - run: echo deployed
+    rollback:
+      - run: echo \"$KILN_ROLLBACK_TO\" > rolled-back-to
+",
+        "feedfacefeedfacefeed",
+    )
+    .await;
+    let o = &ran.outcome;
+    assert_eq!(o.status, JobStatus::Cancelled, "{o:?}");
+    assert_eq!(o.deploy, Some(DeployOutcome::RolledBack));
+    assert_eq!(
+        o.reason.as_deref(),
+        Some("cancelled; health check interrupted; rolled back to feedfacefeed")
+    );
+    // One attempt, stopped; no further attempts; the rollback ran.
+    assert_eq!(o.steps.len(), 3, "{o:?}");
+    assert_eq!(o.steps[1].status, StepStatus::Cancelled);
+    let written = std::fs::read_to_string(ran.workspace.join("rolled-back-to")).unwrap();
+    assert_eq!(written, "feedfacefeedfacefeed\n");
 }

@@ -108,11 +108,13 @@ pub(super) async fn after_steps(
         observer.note(&format!("health check passed: {env_name} is healthy"));
         return (DeployOutcome::Healthy, None);
     }
-    state.failed = true;
-    state.refresh_job_ctx();
+    // An interrupted check leaves the job `cancelled` (or timed out), not
+    // `failure`: that is what the status functions and the job status say.
     let cause = if state.cancelled || state.timed_out {
         "health check interrupted"
     } else {
+        state.failed = true;
+        state.refresh_job_ctx();
         "health check failed"
     };
     if job.rollback.is_empty() {

@@ -80,7 +80,11 @@ pub(crate) fn health_check(
             "the command that must pass after the deploy, e.g. `run: curl -fsS http://localhost:8080/health`",
         );
     }
-    hc.run = run?;
+    // Without a usable `run` the error is reported above; the health check
+    // is kept so that `rollback:` is not also reported as unchecked.
+    if let Some(run) = run {
+        hc.run = run;
+    }
     Some(hc)
 }
 
