@@ -159,10 +159,15 @@ fn ref_filter(
     for (k, v) in map.iter() {
         let key = k.as_str();
         let list = |cx: &mut Cx<'_>| {
-            cx.string_list(v, &format!("`{key}`"))
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect()
+            let items = cx.string_list(v, &format!("`{key}`"));
+            // Filter patterns are checked here so that a bad one is a
+            // diagnostic at its place, not a silent skip at trigger time.
+            for (pattern, at) in &items {
+                if let Err(e) = crate::filters::check_pattern(pattern) {
+                    cx.error(*at, format!("invalid pattern `{pattern}` in `{key}`: {e}"));
+                }
+            }
+            items.into_iter().map(|(s, _)| s).collect()
         };
         match key {
             "branches" => f.branches = list(cx),
