@@ -384,12 +384,32 @@ fn comment(
     map: Option<&MarkedMappingNode>,
 ) -> Option<CommentTrigger> {
     let mut command = None;
+    let mut flags = Vec::new();
     if let Some(map) = map {
         for (k, v) in map.iter() {
             match k.as_str() {
                 "command" => command = cx.string(v, "`command`"),
+                "flags" => {
+                    for (flag, at) in cx.string_list(v, "`flags`") {
+                        let name = flag.strip_suffix('=').unwrap_or(&flag);
+                        if name.is_empty()
+                            || name.starts_with('-')
+                            || !name
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                        {
+                            cx.error_help(
+                                at,
+                                format!("`{flag}` is not a flag name"),
+                                "write `extra` for `--extra`, `only=` for `--only VALUE`",
+                            );
+                        } else {
+                            flags.push(flag);
+                        }
+                    }
+                }
                 _ => {
-                    cx.unknown_key(k, "`on.comment`", &["command"]);
+                    cx.unknown_key(k, "`on.comment`", &["command", "flags"]);
                 }
             }
         }
@@ -402,5 +422,5 @@ fn comment(
             "e.g. `comment: {command: \"!testme\"}`",
         );
     }
-    command.map(|command| CommentTrigger { command })
+    command.map(|command| CommentTrigger { command, flags })
 }

@@ -1,0 +1,293 @@
+//! The pure decisions of triggers: which workflow an event starts, which
+//! it records as skipped, who may run a comment command, what polling
+//! turns into events, and when a schedule fires. No I/O, no clock.
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use kiln_forge::api::{Permission, PullRequestInfo};
+use kiln_forge::command::{self, CommentMatch};
+use kiln_forge::cron::{self, Cron};
+use kiln_forge::webhook::PrAction;
+use kiln_model::Value;
+use kiln_model::workflow::{RefFilter, Workflow};
+use kiln_pipeline::filters::{self, Match, SkipReason};
+use kiln_store::types::{PullRequestPoll, ScheduleState};
+use std::collections::BTreeMap;
+
+/// The reason recorded on a run that path filters skipped: commit status
+/// reporters report it as a success with this description.
+pub const SKIPPED_NO_CHANGES: &str = "skipped: no matching changes";
+
+/// The reason a fork's pull request run is held.
+pub const HELD_FOR_FORK: &str = "waiting for approval: pull request from a fork";
+
+/// What an event means for one workflow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Create a run and start it.
+    Start,
+    /// Excluded only by its path filters: record a skipped run (so that a
+    /// required check does not hang pending).
+    SkipNoChanges(String),
+    /// The workflow does not run on this event (with why, for the log).
+    NotTriggered(String),
+}
+
+/// Whether a filter has path filters (then the changed files are needed).
+pub fn has_path_filters(f: &RefFilter) -> bool {
+    !f.paths.is_empty() || !f.paths_ignore.is_empty()
+}
+
+fn path_skip(reason: &SkipReason) -> bool {
+    match reason {
+        SkipReason::NoPathIncluded { .. }
+        | SkipReason::AllPathsIgnored { .. }
+        | SkipReason::NoChangedFiles => true,
+        SkipReason::NotABranchOrTag { .. }
+        | SkipReason::BranchNotIncluded { .. }
+        | SkipReason::BranchIgnored { .. }
+        | SkipReason::TagNotIncluded { .. }
+        | SkipReason::TagIgnored { .. }
+        | SkipReason::OnlyTagsFiltered { .. }
+        | SkipReason::OnlyBranchesFiltered { .. }
+        | SkipReason::ActionNotListed { .. }
+        | SkipReason::InvalidPattern { .. } => false,
+    }
+}
+
+fn from_match(m: Match) -> Decision {
+    match m {
+        Match::Run => Decision::Start,
+        Match::Skip(reason) if path_skip(&reason) => Decision::SkipNoChanges(reason.to_string()),
+        Match::Skip(reason) => Decision::NotTriggered(reason.to_string()),
+    }
+}
+
+/// A push to `git_ref` that changed `changed` (`None`: unknown).
+pub fn push(wf: &Workflow, git_ref: &str, changed: Option<&[String]>) -> Decision {
+    match &wf.on.push {
+        None => Decision::NotTriggered("no `on.push`".into()),
+        Some(f) => from_match(filters::push_matches(f, git_ref, changed)),
+    }
+}
+
+/// A pull request event. `closed` never starts anything, whatever `types`
+/// lists.
+pub fn pull_request(
+    wf: &Workflow,
+    action: &PrAction,
+    base_ref: &str,
+    changed: Option<&[String]>,
+) -> Decision {
+    let Some(t) = &wf.on.pull_request else {
+        return Decision::NotTriggered("no `on.pull_request`".into());
+    };
+    match action {
+        PrAction::Closed => Decision::NotTriggered("a closed pull request starts nothing".into()),
+        PrAction::Opened | PrAction::Synchronize | PrAction::Reopened | PrAction::Other(_) => {
+            from_match(filters::pull_request_matches(
+                t,
+                action.as_github_str(),
+                base_ref,
+                changed,
+            ))
+        }
+    }
+}
+
+/// The flags a workflow's command takes: `on.comment.flags` when given,
+/// else every `kiln.flags.NAME` its file reads, as booleans.
+pub fn known_flags(wf: &Workflow, text: &str) -> Vec<String> {
+    if let Some(c) = &wf.on.comment
+        && !c.flags.is_empty()
+    {
+        return c.flags.clone();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, _) in text.match_indices("kiln.flags.") {
+        let name: String = text[i + "kiln.flags.".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        if !name.is_empty() && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A comment against one workflow's command.
+pub fn comment(wf: &Workflow, text: &str, body: &str) -> CommentMatch {
+    let Some(c) = &wf.on.comment else {
+        return CommentMatch::NoMatch;
+    };
+    let known = known_flags(wf, text);
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    command::parse_comment(body, &c.command, &known)
+}
+
+/// Who may run a comment command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Allowed {
+    Yes,
+    /// No; the sentence says why (for the log and the reply).
+    No(String),
+}
+
+/// The allowlist decides when it is not empty (logins compared without
+/// case); otherwise the forge's permission (`None`: no forge or it could
+/// not be asked) must be write or more.
+pub fn may_command(allowlist: &[String], author: &str, permission: Option<Permission>) -> Allowed {
+    if !allowlist.is_empty() {
+        return if allowlist.iter().any(|a| a.eq_ignore_ascii_case(author)) {
+            Allowed::Yes
+        } else {
+            Allowed::No(format!(
+                "`{author}` is not on this repository's command allowlist"
+            ))
+        };
+    }
+    match permission {
+        Some(p) if p.can_write() => Allowed::Yes,
+        Some(_) => Allowed::No(format!("`{author}` has no write access to the repository")),
+        None => Allowed::No(
+            "kiln cannot ask the forge who may write to this repository (no forge configured) \
+             and the repository has no command allowlist"
+                .into(),
+        ),
+    }
+}
+
+/// The reply to a refused command.
+pub fn refusal_reply(author: &str, command: &str, why: &str) -> String {
+    format!("@{author} `{command}` was not run: {why}.")
+}
+
+/// The key an event is deduplicated by: the same change reported by a
+/// webhook and later by a poll has the same key.
+pub fn push_key(git_ref: &str, after: &str) -> String {
+    format!("push:{git_ref}:{after}")
+}
+
+/// See [`push_key`]; pull requests by number and head commit.
+pub fn pull_request_key(number: u64, head_sha: &str) -> String {
+    format!("pull_request:{number}:{head_sha}")
+}
+
+/// See [`push_key`]; comments by the forge's comment id.
+pub fn comment_key(comment_id: u64) -> String {
+    format!("comment:{comment_id}")
+}
+
+/// See [`push_key`]; one schedule slot.
+pub fn schedule_key(workflow_file: &str, index: u32, slot: Timestamp) -> String {
+    format!("schedule:{workflow_file}:{index}:{slot}")
+}
+
+/// A ref that moved, as polling sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefChange {
+    pub git_ref: String,
+    /// The old commit; `None` for a new ref.
+    pub before: Option<String>,
+    pub after: String,
+}
+
+/// What changed between two polls: new and moved branches and tags, in
+/// ref order. Deleted refs start nothing and are left out.
+pub fn ref_changes(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Vec<RefChange> {
+    new.iter()
+        .filter(|(r, sha)| old.get(*r) != Some(*sha))
+        .map(|(r, sha)| RefChange {
+            git_ref: r.clone(),
+            before: old.get(r).cloned(),
+            after: sha.clone(),
+        })
+        .collect()
+}
+
+/// Pull requests that polling turns into events: one not seen before is
+/// `opened`, one whose head moved is `synchronize`.
+pub fn pull_request_changes(
+    seen: &[PullRequestPoll],
+    open: &[PullRequestInfo],
+) -> Vec<(PrAction, PullRequestInfo)> {
+    open.iter()
+        .filter_map(|pr| match seen.iter().find(|s| s.number == pr.number) {
+            None => Some((PrAction::Opened, pr.clone())),
+            Some(s) if s.head_sha != pr.head_sha => Some((PrAction::Synchronize, pr.clone())),
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// What to do with one schedule now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScheduleStep {
+    /// First sight (or its cron changed): store `next`, fire nothing.
+    Init { next: ScheduleState },
+    /// Not due yet.
+    Wait,
+    /// Due: fire once for `slot` (the latest missed slot, however many
+    /// were missed) and store `next`.
+    Fire {
+        slot: Timestamp,
+        next: ScheduleState,
+    },
+    /// The cron has no future slot (never happens for valid GitHub crons).
+    Never,
+}
+
+/// Decide a schedule's step from its stored state.
+pub fn schedule_step(
+    cron: &Cron,
+    stored: Option<&ScheduleState>,
+    now: Timestamp,
+    tz: &TimeZone,
+) -> ScheduleStep {
+    let Some(next_fire) = cron::next_after(cron, now, tz) else {
+        return ScheduleStep::Never;
+    };
+    let next = ScheduleState {
+        cron: cron.source().to_owned(),
+        next_fire,
+    };
+    match stored {
+        Some(s) if s.cron == cron.source() => {
+            if s.next_fire > now {
+                return ScheduleStep::Wait;
+            }
+            // Due: the fire is the latest slot up to now (one fire after
+            // any downtime).
+            let since = s
+                .next_fire
+                .checked_sub(jiff::SignedDuration::from_micros(1))
+                .unwrap_or(s.next_fire);
+            let slot = cron::due(cron, since, now, tz).unwrap_or(s.next_fire);
+            ScheduleStep::Fire { slot, next }
+        }
+        Some(_) | None => ScheduleStep::Init { next },
+    }
+}
+
+/// Merge `extra` into the `github` context object (fields of the event
+/// that workflows read: `github.event.*`, `head_ref`, `base_ref`).
+pub fn merge_github(github: Value, extra: Vec<(&str, Value)>) -> Value {
+    match github {
+        Value::Object(mut map) => {
+            for (k, v) in extra {
+                map.insert(k.to_owned(), v);
+            }
+            Value::Object(map)
+        }
+        other @ (Value::Null
+        | Value::Bool(_)
+        | Value::Number(_)
+        | Value::String(_)
+        | Value::Array(_)) => other,
+    }
+}
