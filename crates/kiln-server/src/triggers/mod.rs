@@ -799,3 +799,6 @@ impl Engine {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;
