@@ -291,3 +291,231 @@ pub fn merge_github(github: Value, extra: Vec<(&str, Value)>) -> Value {
         | Value::Array(_)) => other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wf(yaml: &str) -> Workflow {
+        let loaded = kiln_pipeline::load::load("ci.yml", yaml);
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        loaded.workflow.expect("workflow")
+    }
+
+    fn files(f: &[&str]) -> Vec<String> {
+        f.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    const JOBS: &str = "jobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo\n";
+
+    #[test]
+    fn only_path_filters_make_a_skipped_run() {
+        let w = wf(&format!(
+            "on:\n  push:\n    branches: [main]\n    paths: ['src/**']\n{JOBS}"
+        ));
+        let docs = files(&["docs/a.md"]);
+        let src = files(&["src/lib.rs"]);
+        assert_eq!(push(&w, "refs/heads/main", Some(&src)), Decision::Start);
+        assert!(matches!(
+            push(&w, "refs/heads/main", Some(&docs)),
+            Decision::SkipNoChanges(_)
+        ));
+        assert!(matches!(
+            push(&w, "refs/heads/main", Some(&[])),
+            Decision::SkipNoChanges(_)
+        ));
+        // Excluded by its branch filter: no run at all, files or not.
+        assert!(matches!(
+            push(&w, "refs/heads/dev", Some(&docs)),
+            Decision::NotTriggered(_)
+        ));
+        // Unknown files: path filters are not evaluated.
+        assert_eq!(push(&w, "refs/heads/main", None), Decision::Start);
+        let no_push = wf(&format!("on: pull_request\n{JOBS}"));
+        assert!(matches!(
+            push(&no_push, "refs/heads/main", None),
+            Decision::NotTriggered(_)
+        ));
+    }
+
+    #[test]
+    fn pull_request_types_and_closed() {
+        let w = wf(&format!(
+            "on:\n  pull_request:\n    types: [opened, closed, labeled]\n{JOBS}"
+        ));
+        assert_eq!(
+            pull_request(&w, &PrAction::Opened, "main", None),
+            Decision::Start
+        );
+        assert!(matches!(
+            pull_request(&w, &PrAction::Closed, "main", None),
+            Decision::NotTriggered(_)
+        ));
+        assert!(matches!(
+            pull_request(&w, &PrAction::Synchronize, "main", None),
+            Decision::NotTriggered(_)
+        ));
+        assert_eq!(
+            pull_request(&w, &PrAction::Other("labeled".into()), "main", None),
+            Decision::Start
+        );
+    }
+
+    #[test]
+    fn flags_declared_or_read_from_expressions() {
+        let text = format!(
+            "on:\n  comment:\n    command: '!testme'\n{JOBS}  b:\n    if: kiln.flags.extra && !kiln.flags.fast-path\n    runs-on: x\n    steps:\n      - run: echo ${{{{ kiln.flags.extra }}}}\n"
+        );
+        let w = wf(&text);
+        assert_eq!(known_flags(&w, &text), files(&["extra", "fast-path"]));
+        let declared =
+            format!("on:\n  comment:\n    command: '!testme'\n    flags: [extra, 'only=']\n{JOBS}");
+        let w = wf(&declared);
+        assert_eq!(known_flags(&w, &declared), files(&["extra", "only="]));
+        assert_eq!(
+            comment(&w, &declared, "!testme --only build"),
+            CommentMatch::Run {
+                flags: Value::object([("only", Value::str("build"))])
+            }
+        );
+        assert_eq!(comment(&w, &declared, "!testmexyz"), CommentMatch::NoMatch);
+        assert!(matches!(
+            comment(&w, &declared, "!testme --nope"),
+            CommentMatch::Rejected(_)
+        ));
+    }
+
+    #[test]
+    fn who_may_run_commands() {
+        let none: Vec<String> = vec![];
+        assert_eq!(
+            may_command(&none, "a", Some(Permission::Write)),
+            Allowed::Yes
+        );
+        assert_eq!(
+            may_command(&none, "a", Some(Permission::Admin)),
+            Allowed::Yes
+        );
+        assert!(matches!(
+            may_command(&none, "a", Some(Permission::Read)),
+            Allowed::No(_)
+        ));
+        assert!(matches!(may_command(&none, "a", None), Allowed::No(_)));
+        let list = files(&["Alice"]);
+        assert_eq!(may_command(&list, "alice", None), Allowed::Yes);
+        assert!(matches!(
+            may_command(&list, "bob", Some(Permission::Admin)),
+            Allowed::No(_)
+        ));
+    }
+
+    #[test]
+    fn polling_sees_new_and_moved_refs_not_deleted_ones() {
+        let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect()
+        };
+        let old = m(&[
+            ("refs/heads/main", "1"),
+            ("refs/heads/gone", "2"),
+            ("refs/tags/v1", "3"),
+        ]);
+        let new = m(&[
+            ("refs/heads/main", "4"),
+            ("refs/heads/new", "5"),
+            ("refs/tags/v1", "3"),
+        ]);
+        assert_eq!(
+            ref_changes(&old, &new),
+            vec![
+                RefChange {
+                    git_ref: "refs/heads/main".into(),
+                    before: Some("1".into()),
+                    after: "4".into()
+                },
+                RefChange {
+                    git_ref: "refs/heads/new".into(),
+                    before: None,
+                    after: "5".into()
+                },
+            ]
+        );
+        let pr = |n: u64, sha: &str| PullRequestInfo {
+            number: n,
+            head_sha: sha.into(),
+            head_ref: "f".into(),
+            base_ref: "main".into(),
+            head_repo_is_fork: false,
+            author: "a".into(),
+        };
+        let seen = vec![
+            PullRequestPoll {
+                number: 1,
+                head_sha: "a".into(),
+                last_comment: 0,
+            },
+            PullRequestPoll {
+                number: 2,
+                head_sha: "b".into(),
+                last_comment: 0,
+            },
+        ];
+        let changes = pull_request_changes(&seen, &[pr(1, "a"), pr(2, "c"), pr(3, "d")]);
+        assert_eq!(
+            changes
+                .iter()
+                .map(|(a, p)| (a.as_github_str().to_owned(), p.number))
+                .collect::<Vec<_>>(),
+            vec![("synchronize".to_owned(), 2), ("opened".to_owned(), 3)]
+        );
+    }
+
+    #[test]
+    fn a_schedule_fires_once_after_downtime() {
+        let cron = Cron::parse("0 3 * * *").expect("cron");
+        let tz = TimeZone::UTC;
+        let t = |s: &str| -> Timestamp { s.parse().expect("ts") };
+        let now = t("2025-03-10T12:00:00Z");
+        let ScheduleStep::Init { next } = schedule_step(&cron, None, now, &tz) else {
+            panic!("first sight initializes")
+        };
+        assert_eq!(next.next_fire, t("2025-03-11T03:00:00Z"));
+        assert_eq!(
+            schedule_step(&cron, Some(&next), now, &tz),
+            ScheduleStep::Wait
+        );
+        // Down from the 11th to the 14th noon: one fire, for the latest
+        // slot, and the next is tomorrow's.
+        let later = t("2025-03-14T12:00:00Z");
+        assert_eq!(
+            schedule_step(&cron, Some(&next), later, &tz),
+            ScheduleStep::Fire {
+                slot: t("2025-03-14T03:00:00Z"),
+                next: ScheduleState {
+                    cron: "0 3 * * *".into(),
+                    next_fire: t("2025-03-15T03:00:00Z"),
+                },
+            }
+        );
+        // Exactly at the slot.
+        let at = t("2025-03-11T03:00:00Z");
+        assert!(matches!(
+            schedule_step(&cron, Some(&next), at, &tz),
+            ScheduleStep::Fire { slot, .. } if slot == at
+        ));
+        // A changed cron starts over without firing.
+        let other = Cron::parse("0 4 * * *").expect("cron");
+        assert!(matches!(
+            schedule_step(&other, Some(&next), later, &tz),
+            ScheduleStep::Init { .. }
+        ));
+        // In a time zone: 03:00 Berlin is 02:00 UTC in winter.
+        let berlin = TimeZone::get("Europe/Berlin").expect("tz");
+        let ScheduleStep::Init { next } = schedule_step(&cron, None, now, &berlin) else {
+            panic!("init")
+        };
+        assert_eq!(next.next_fire, t("2025-03-11T02:00:00Z"));
+    }
+}
