@@ -139,7 +139,8 @@ impl TriggerEvent {
         }
     }
 
-    /// The deduplication key (see the module doc).
+    /// The deduplication key (see the module doc). `on_event` first
+    /// replaces a push's `after` by its commit (an annotated tag peeled).
     pub fn key(&self) -> String {
         match self {
             TriggerEvent::Push(p) => decide::push_key(&p.git_ref, &p.after),
@@ -237,6 +238,16 @@ impl Engine {
                 "pull request #{} was closed",
                 p.number
             )));
+        }
+        let mut event = event;
+        if let TriggerEvent::Push(p) = &mut event {
+            // Key pushes by the commit, not an annotated tag's object: a
+            // webhook may name the tag object where a poll sees the commit.
+            let mirror = self
+                .mirrors
+                .ensure_commit(&repo.name, &repo.url, &p.after, &[])
+                .await?;
+            p.after = self.mirrors.commit(&mirror, &p.after).await?;
         }
         let key = event.key();
         if !self

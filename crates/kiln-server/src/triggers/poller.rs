@@ -176,7 +176,8 @@ impl Engine {
                 after: change.after.clone(),
                 deleted: false,
                 changed_files: None,
-                pusher: String::new(),
+                // ls-remote does not say who pushed.
+                pusher: "kiln".into(),
             });
             if let Err(e) = self.on_event(repo, event).await {
                 tracing::warn!(repo = %repo.name, git_ref = change.git_ref, error = %e, "poll: push");
