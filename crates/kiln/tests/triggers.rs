@@ -368,3 +368,92 @@ fn a_schedule_fires_once_after_downtime() {
     assert_eq!(runs[0]["commit"], sha.as_str());
     assert_eq!(runs[0]["git_ref"], "refs/heads/main");
 }
+
+/// A body shaped like GitHub's recorded `pull_request.opened`, for pull
+/// request `number` with head `sha` on `base`; `fork` names another
+/// repository as the head's.
+fn pull_request_body(number: u64, sha: &str, fork: bool) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture("github/pull_request-opened.json")).unwrap();
+    v["number"] = number.into();
+    v["pull_request"]["number"] = number.into();
+    v["pull_request"]["head"]["sha"] = sha.into();
+    v["pull_request"]["base"]["ref"] = "main".into();
+    if fork {
+        v["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World".into();
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn a_forks_pull_request_waits_and_a_branch_pull_request_runs() {
+    let w = world();
+    w.remote.file(
+        ".kiln/workflows/pr.yml",
+        "on:\n  pull_request:\n    branches: [main]\njobs:\n  t:\n    runs-on: self-hosted\n    steps:\n      - run: echo pr\n",
+    );
+    w.remote.push("first");
+    let secret = w.secret_file();
+    w.add_repo(&[
+        "--poll-interval",
+        "0",
+        "--webhook-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    // The pull request heads exist only under refs/pull/N/head, as a
+    // forge keeps a fork's commits: kiln must fetch them from there.
+    let work = w.remote.work();
+    support::cluster::git(&work, &["checkout", "-q", "-b", "feature"]);
+    w.remote.file("f.txt", "fork\n");
+    support::cluster::git(&work, &["add", "-A"]);
+    support::cluster::git(&work, &["commit", "-q", "-m", "fork change"]);
+    let fork_sha = support::cluster::git(&work, &["rev-parse", "HEAD"]);
+    support::cluster::git(&work, &["push", "-q", "origin", "HEAD:refs/pull/7/head"]);
+    w.remote.file("g.txt", "branch\n");
+    support::cluster::git(&work, &["add", "-A"]);
+    support::cluster::git(&work, &["commit", "-q", "-m", "branch change"]);
+    let branch_sha = support::cluster::git(&work, &["rev-parse", "HEAD"]);
+    support::cluster::git(&work, &["push", "-q", "origin", "HEAD:refs/pull/8/head"]);
+
+    let (status, answer) = w.github_hook(
+        "pull_request",
+        "pr-7",
+        &pull_request_body(7, &fork_sha, true),
+        SECRET,
+    );
+    assert_eq!(status, 202, "{answer}");
+    let runs = w.wait_runs("the fork's run", |r| !r.is_empty());
+    assert_eq!(runs[0]["commit"], fork_sha.as_str());
+    assert_eq!(runs[0]["event"], "pull_request");
+    std::thread::sleep(Duration::from_millis(1000));
+    let held = w.show(&runs[0]);
+    assert_eq!(held["status"], "queued", "held, not started: {held}");
+    assert_eq!(held["jobs"], Value::Array(vec![]), "{held}");
+
+    let (status, _) = w.github_hook(
+        "pull_request",
+        "pr-8",
+        &pull_request_body(8, &branch_sha, false),
+        SECRET,
+    );
+    assert_eq!(status, 202);
+    let runs = w.wait_runs("the branch's run", |r| r.len() == 2);
+    let started = runs
+        .iter()
+        .find(|r| r["commit"] == branch_sha.as_str())
+        .unwrap();
+    assert_eq!(started["status"], "running", "{runs:?}");
+    assert_eq!(started["git_ref"], "refs/pull/8/head");
+
+    // Restarting does not start the held run.
+    let mut w = w;
+    w.server.restart();
+    std::thread::sleep(Duration::from_millis(500));
+    let held = w.show(
+        &runs
+            .iter()
+            .find(|r| r["commit"] == fork_sha.as_str())
+            .unwrap()
+            .clone(),
+    );
+    assert_eq!(held["jobs"], Value::Array(vec![]), "{held}");
+}
