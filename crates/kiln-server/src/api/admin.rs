@@ -86,6 +86,10 @@ fn settings_from(req: Option<&TriggerSettingsRequest>) -> ApiResult<TriggerSetti
     Ok(t)
 }
 
+/// How long `add_repo` waits for the remote's refs before answering (the
+/// first poll takes the baseline instead).
+const BASELINE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn add_repo(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -122,8 +126,12 @@ pub async fn add_repo(
     // Only what changes from now on triggers: record what the remote has.
     // A remote that cannot be reached now gets its baseline at the first
     // poll instead.
-    if let Err(e) = s.engine.baseline(&r).await {
-        tracing::warn!(repo = %r.name, error = %e, "no polling baseline yet");
+    match tokio::time::timeout(BASELINE_WAIT, s.engine.baseline(&r)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(repo = %r.name, error = %e, "no polling baseline yet"),
+        Err(_) => {
+            tracing::warn!(repo = %r.name, "the remote is slow: polling takes its baseline later")
+        }
     }
     Ok(Json(RepoInfo {
         name: r.name,
