@@ -70,6 +70,40 @@ pub struct AddRepo {
     pub name: String,
     /// Any git URL: file://, git://, http(s)://, ssh, or a local path.
     pub url: String,
+    /// How events reach kiln; `None`: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<TriggerSettingsRequest>,
+}
+
+/// Trigger settings to give a repository; an unset field keeps its default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TriggerSettingsRequest {
+    /// Seconds between polls of the remote (default 60; 0 turns polling off).
+    #[serde(default)]
+    pub poll_interval_secs: Option<u32>,
+    /// The secret the forge signs webhooks with (never shown again).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// Fork pull requests wait for approval before running (default true).
+    #[serde(default)]
+    pub fork_approval: Option<bool>,
+    /// Logins allowed to run comment commands (default: forge write access).
+    #[serde(default)]
+    pub command_allowlist: Vec<String>,
+    /// Reply to a refused comment command saying why (default true).
+    #[serde(default)]
+    pub reply_to_outsiders: Option<bool>,
+}
+
+/// A repository's trigger settings as the API shows them: the webhook
+/// secret only as whether one is set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoTriggers {
+    pub poll_interval_secs: u32,
+    pub webhook_secret_set: bool,
+    pub fork_approval: bool,
+    pub command_allowlist: Vec<String>,
+    pub reply_to_outsiders: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,6 +111,9 @@ pub struct RepoInfo {
     pub name: String,
     pub url: String,
     pub created_at: Timestamp,
+    /// Trigger settings (absent from servers that predate them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<RepoTriggers>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

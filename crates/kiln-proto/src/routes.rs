@@ -19,6 +19,13 @@ pub const AGENTS: &str = "/api/v1/agents";
 pub const QUEUE: &str = "/api/v1/queue";
 pub const TOKENS: &str = "/api/v1/tokens";
 
+/// Webhook deliveries (signed by the forge; no token). `?repo=NAME`
+/// names the repository whose secret verifies them.
+pub const HOOK_GITHUB: &str = "/hooks/github";
+pub const HOOK_GITEA: &str = "/hooks/gitea";
+pub const HOOK_FORGEJO: &str = "/hooks/forgejo";
+pub const HOOK_GITLAB: &str = "/hooks/gitlab";
+
 pub const AGENT_REGISTER: &str = "/api/v1/agent/register";
 pub const AGENT_CLAIM: &str = "/api/v1/agent/claim";
 pub const AGENT_HEARTBEAT: &str = "/api/v1/agent/jobs/{job}/heartbeat";

@@ -18,6 +18,15 @@ pub struct RawConfig {
     pub workflows_dir: Option<String>,
     #[serde(default)]
     pub queue: RawQueue,
+    #[serde(default)]
+    pub triggers: RawTriggers,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTriggers {
+    pub time_zone: Option<String>,
+    pub hook_body_limit_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -38,6 +47,10 @@ pub struct Config {
     pub heartbeat: Duration,
     pub max_attempts: u32,
     pub max_claim_wait: Duration,
+    /// The time zone schedules are read in.
+    pub time_zone: jiff::tz::TimeZone,
+    /// Webhook bodies larger than this get 413.
+    pub hook_body_limit: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +87,13 @@ impl RawConfig {
                     .max_claim_wait_seconds
                     .or(self.queue.max_claim_wait_seconds),
             },
+            triggers: RawTriggers {
+                time_zone: other.triggers.time_zone.or(self.triggers.time_zone),
+                hook_body_limit_bytes: other
+                    .triggers
+                    .hook_body_limit_bytes
+                    .or(self.triggers.hook_body_limit_bytes),
+            },
         }
     }
 
@@ -98,6 +118,10 @@ impl RawConfig {
                 heartbeat_seconds: num("KILN_HEARTBEAT_SECONDS")?,
                 max_attempts: num("KILN_MAX_ATTEMPTS")?.map(|n| n as u32),
                 max_claim_wait_seconds: num("KILN_MAX_CLAIM_WAIT_SECONDS")?,
+            },
+            triggers: RawTriggers {
+                time_zone: get("KILN_TIME_ZONE"),
+                hook_body_limit_bytes: num("KILN_HOOK_BODY_LIMIT_BYTES")?.map(|n| n as u64),
             },
         })
     }
@@ -148,7 +172,25 @@ impl RawConfig {
         if max_attempts == 0 {
             return Err(invalid("queue.max_attempts", "must be at least 1".into()));
         }
+        let tz_name = raw.triggers.time_zone.unwrap_or_else(|| "UTC".into());
+        let time_zone = jiff::tz::TimeZone::get(&tz_name).map_err(|e| {
+            invalid(
+                "triggers.time_zone",
+                format!("`{tz_name}` is not a time zone such as UTC or Europe/Berlin: {e}"),
+            )
+        })?;
+        let hook_body_limit = match raw.triggers.hook_body_limit_bytes.unwrap_or(1 << 20) {
+            0 => {
+                return Err(invalid(
+                    "triggers.hook_body_limit_bytes",
+                    "must be at least 1".into(),
+                ));
+            }
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
         Ok(Config {
+            time_zone,
+            hook_body_limit,
             listen,
             data_dir,
             workflows_dir: raw
@@ -176,6 +218,23 @@ mod tests {
         assert_eq!(c.lease, Duration::from_secs(15));
         assert_eq!(c.heartbeat, Duration::from_secs(5));
         assert_eq!(c.data_dir, PathBuf::from("/data"));
+        assert_eq!(c.time_zone, jiff::tz::TimeZone::UTC);
+        assert_eq!(c.hook_body_limit, 1 << 20);
+    }
+
+    #[test]
+    fn trigger_keys() {
+        let raw = RawConfig::parse(
+            "k.toml",
+            "[triggers]\ntime_zone = \"Europe/Berlin\"\nhook_body_limit_bytes = 4096\n",
+        )
+        .unwrap();
+        let c = raw.resolve("/d".into()).unwrap();
+        assert_eq!(c.hook_body_limit, 4096);
+        assert_eq!(c.time_zone.iana_name(), Some("Europe/Berlin"));
+        let raw = RawConfig::parse("k.toml", "[triggers]\ntime_zone = \"Mars/Olympus\"\n").unwrap();
+        let e = raw.resolve("/d".into()).unwrap_err();
+        assert!(e.to_string().starts_with("triggers.time_zone"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod forge;
 pub mod git;
 pub mod hub;
+pub mod triggers;
 
 use engine::{Engine, EngineConfig};
 use jiff::Timestamp;
@@ -58,6 +59,8 @@ pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server
             max_attempts: cfg.max_attempts,
             max_claim_wait: cfg.max_claim_wait,
             workflows_dir: cfg.workflows_dir.clone(),
+            time_zone: cfg.time_zone.clone(),
+            hook_body_limit: cfg.hook_body_limit,
         },
     );
     engine
@@ -78,6 +81,7 @@ pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server
         engine: engine.clone(),
     });
     tokio::spawn(engine.clone().reaper(shutdown.clone()));
+    tokio::spawn(engine.clone().poller(shutdown.clone()));
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, app)

@@ -17,5 +17,6 @@ pub mod types;
 
 pub use ports::{
     AgentStore, AuthStore, LogStore, QueueStore, RepoStore, RunStore, Store, StoreError,
+    TriggerStore,
 };
 pub use sqlite::SqliteStore;

@@ -20,6 +20,7 @@ use jiff::Timestamp;
 use kiln_model::{AgentId, InstanceId, RepoId, RunId};
 use kiln_proto::api::{LogEntry, Role};
 use kiln_proto::results::JobResult;
+use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -163,6 +164,78 @@ pub trait AuthStore: Send + Sync {
     async fn token_count(&self) -> Result<u64>;
 }
 
+/// What triggers keep: repository trigger settings, the refs polling saw,
+/// deduplication of deliveries and events, schedules, pull request polling
+/// state, and runs held for approval.
+///
+/// Deduplication methods are claims: the first caller gets `true` and owns
+/// the thing; every later (or concurrent) caller gets `false`. Unknown
+/// repositories are `NotFound`.
+#[async_trait::async_trait]
+pub trait TriggerStore: Send + Sync {
+    /// The repository's settings; the defaults when never set.
+    async fn trigger_settings(&self, repo: RepoId) -> Result<TriggerSettings>;
+    /// Replace the repository's settings.
+    async fn set_trigger_settings(&self, repo: RepoId, settings: &TriggerSettings) -> Result<()>;
+    /// The refs the last poll saw; `None` before the first (the baseline).
+    async fn polled_refs(&self, repo: RepoId) -> Result<Option<BTreeMap<String, String>>>;
+    /// Replace the refs polling saw.
+    async fn set_polled_refs(
+        &self,
+        repo: RepoId,
+        refs: &BTreeMap<String, String>,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Record a webhook delivery: `true` the first time `(forge, id)` is
+    /// seen, `false` for a redelivery.
+    async fn record_delivery(&self, forge: &str, id: &str, now: Timestamp) -> Result<bool>;
+    /// Claim an event key (`push:refs/heads/main:<sha>`, `pr:7:<sha>`,
+    /// `comment:<id>` …): `true` for the first claim, `false` when it was
+    /// claimed before (by a webhook, a poll, or another server).
+    async fn claim_event(&self, repo: RepoId, key: &str, now: Timestamp) -> Result<bool>;
+    /// Undo a claim whose work failed before anything started, so that a
+    /// later report of the same event may try again.
+    async fn release_event(&self, repo: RepoId, key: &str) -> Result<()>;
+    /// A schedule's stored state.
+    async fn schedule(
+        &self,
+        repo: RepoId,
+        workflow_file: &str,
+        index: u32,
+    ) -> Result<Option<ScheduleState>>;
+    /// Compare-and-set a schedule's next fire time: only if its stored
+    /// next fire is still `expected` (`None`: no row yet). `true` when
+    /// this call moved it: the caller owns the fire (if it was due).
+    async fn advance_schedule(
+        &self,
+        repo: RepoId,
+        workflow_file: &str,
+        index: u32,
+        expected: Option<Timestamp>,
+        next: &ScheduleState,
+    ) -> Result<bool>;
+    /// Pull requests as API polling last saw them, by number.
+    async fn pull_request_polls(&self, repo: RepoId) -> Result<Vec<PullRequestPoll>>;
+    /// Record (insert or replace) what polling saw of one pull request.
+    async fn set_pull_request_poll(&self, repo: RepoId, poll: &PullRequestPoll) -> Result<()>;
+    /// Create a run that must not start until [`TriggerStore::release_run`]
+    /// (one transaction: there is no moment when it exists unheld).
+    async fn create_held_run(&self, run: NewRun, reason: &str) -> Result<RunRecord>;
+    /// Why a run is held; `None` when it is not.
+    async fn run_hold(&self, run: RunId) -> Result<Option<String>>;
+    /// Every held run and its reason, oldest first.
+    async fn held_runs(&self) -> Result<Vec<(RunId, String)>>;
+    /// Release a held run: `true` when it was held (the caller starts it),
+    /// `false` when it was not (nothing changes).
+    async fn release_run(&self, run: RunId) -> Result<bool>;
+}
+
 /// Everything the server needs.
-pub trait Store: RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore {}
-impl<T: RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore> Store for T {}
+pub trait Store:
+    RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore + TriggerStore
+{
+}
+impl<T: RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore + TriggerStore> Store
+    for T
+{
+}

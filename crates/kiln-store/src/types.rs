@@ -222,3 +222,50 @@ pub struct LogPage {
     /// Pass back as `after` to get only newer chunks.
     pub cursor: i64,
 }
+
+/// How a repository's events reach kiln and who may start runs from a
+/// pull request (`kiln repo add --poll-interval … --allow …`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriggerSettings {
+    /// Seconds between polls of the remote (`git ls-remote`); 0 turns
+    /// polling off.
+    pub poll_interval_secs: u32,
+    /// The secret webhooks are signed with; `None` refuses every delivery.
+    pub webhook_secret: Option<String>,
+    /// Runs of pull requests from forks wait for approval before starting.
+    pub fork_approval: bool,
+    /// Logins allowed to run comment commands. Empty: whoever has write
+    /// access on the forge.
+    pub command_allowlist: Vec<String>,
+    /// Answer a refused comment command with a reply saying why.
+    pub reply_to_outsiders: bool,
+}
+
+impl Default for TriggerSettings {
+    fn default() -> Self {
+        TriggerSettings {
+            poll_interval_secs: 60,
+            webhook_secret: None,
+            fork_approval: true,
+            command_allowlist: Vec::new(),
+            reply_to_outsiders: true,
+        }
+    }
+}
+
+/// A schedule's stored state: the cron it was computed for and when it
+/// fires next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleState {
+    pub cron: String,
+    pub next_fire: Timestamp,
+}
+
+/// An open pull request as API polling last saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullRequestPoll {
+    pub number: u64,
+    pub head_sha: String,
+    /// The id of the newest comment already read (0: none).
+    pub last_comment: u64,
+}

@@ -4,6 +4,7 @@
 
 mod admin;
 mod agent;
+mod hooks;
 mod logs;
 pub mod openapi;
 mod runs;
@@ -40,7 +41,12 @@ impl AppState {
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
+    let hook_limit = axum::extract::DefaultBodyLimit::max(state.engine.cfg.hook_body_limit);
     Router::new()
+        .route(r::HOOK_GITHUB, post(hooks::github).layer(hook_limit))
+        .route(r::HOOK_GITEA, post(hooks::gitea).layer(hook_limit))
+        .route(r::HOOK_FORGEJO, post(hooks::forgejo).layer(hook_limit))
+        .route(r::HOOK_GITLAB, post(hooks::gitlab).layer(hook_limit))
         .route(r::HEALTHZ, get(admin::healthz))
         .route(r::OPENAPI, get(openapi::document))
         .route(r::REPOS, get(admin::list_repos).post(admin::add_repo))

@@ -221,6 +221,33 @@ pub fn spec() -> Value {
         ),
         &["job"],
     );
+    for (path, forge, header) in [
+        (r::HOOK_GITHUB, "GitHub", "X-Hub-Signature-256"),
+        (r::HOOK_GITEA, "Gitea", "X-Gitea-Signature"),
+        (
+            r::HOOK_FORGEJO,
+            "Forgejo",
+            "X-Forgejo-Signature (or X-Gitea-Signature)",
+        ),
+        (r::HOOK_GITLAB, "GitLab", "X-Gitlab-Token"),
+    ] {
+        let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
+        entry["post"] = json!({
+            "summary": format!("{forge} webhook delivery"),
+            "description": format!("No token: the body is verified with `{header}` against the repository's webhook secret before it is read. Answers at once; runs are created after. A delivery id seen before is answered as a duplicate and starts nothing. Bodies over `triggers.hook_body_limit_bytes` get 413."),
+            "security": [],
+            "parameters": [{ "name": "repo", "in": "query", "required": false, "schema": { "type": "string" }, "description": "The kiln repository whose secret verifies the delivery; without it every repository with a secret is tried." }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Object" } } } },
+            "responses": {
+                "200": { "description": "Accepted; nothing to do (ping, an ignored event, a duplicate delivery)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HookAccepted" } } } },
+                "202": { "description": "Accepted; the event is being handled", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HookAccepted" } } } },
+                "400": { "$ref": "#/components/responses/Error" },
+                "401": { "$ref": "#/components/responses/Error" },
+                "404": { "$ref": "#/components/responses/Error" },
+                "413": { "description": "Body too large" }
+            }
+        });
+    }
 
     let obj = |props: &[&str]| json!({ "type": "object", "properties": props.iter().map(|p| (p.to_string(), json!({}))).collect::<serde_json::Map<_, _>>() });
     let list = |item: &str| json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } });
@@ -261,7 +288,8 @@ pub fn spec() -> Value {
                 "Heartbeat": obj(&["attempt"]),
                 "HeartbeatReply": obj(&["cancel"]),
                 "LogChunk": obj(&["attempt", "seq", "lines"]),
-                "Completion": obj(&["attempt", "result"])
+                "Completion": obj(&["attempt", "result"]),
+                "HookAccepted": obj(&["repo", "event", "delivery", "duplicate", "queued"])
             }
         }
     })

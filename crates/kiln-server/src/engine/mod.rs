@@ -48,6 +48,10 @@ pub struct EngineConfig {
     pub max_claim_wait: Duration,
     /// Directory of workflow files inside repositories.
     pub workflows_dir: String,
+    /// The time zone `on.schedule` crons are read in.
+    pub time_zone: jiff::tz::TimeZone,
+    /// Webhook bodies larger than this get 413.
+    pub hook_body_limit: usize,
 }
 
 pub struct Engine {
@@ -385,7 +389,18 @@ impl Engine {
             .extend_all_leases(lease_until(now, self.cfg.lease))
             .await?;
         self.feed_unapplied().await?;
+        let held: std::collections::HashSet<RunId> = self
+            .store
+            .held_runs()
+            .await?
+            .into_iter()
+            .map(|(run, _)| run)
+            .collect();
         for run in self.store.active_runs().await? {
+            // A held run waits for `release_run`, restart or not.
+            if held.contains(&run) {
+                continue;
+            }
             self.advance(run, Input::Start, Vec::new()).await?;
         }
         Ok(())

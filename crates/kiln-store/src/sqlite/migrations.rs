@@ -19,11 +19,18 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// (version, description, SQL), in version order.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "triggers",
+        include_str!("../../migrations/sqlite/0002_triggers.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded;

@@ -37,6 +37,7 @@ mod migrations;
 mod queue;
 mod repos;
 mod runs;
+mod triggers;
 
 use crate::ports::{Result, StoreError};
 use sqlx::sqlite::{

@@ -111,7 +111,9 @@ pub enum RepoCommand {
     /// Register a git repository with the server under NAME
     #[command(after_help = format!(
         "Examples:\n  kiln repo add web https://git.example.com/web.git\n  \
-         kiln repo add tools file:///srv/git/tools.git\n  kiln repo add scratch ~/src/scratch\n\n\
+         kiln repo add tools file:///srv/git/tools.git\n  kiln repo add scratch ~/src/scratch\n  \
+         kiln repo add web https://git.example.com/web.git --poll-interval 300 \\\n      \
+         --webhook-secret-file /etc/kiln/web.secret --allow alice --allow bob\n\n\
          {CONNECT_HELP}\n\n{EXIT_HELP}"
     ))]
     Add(RepoAddArgs),
@@ -128,6 +130,21 @@ pub struct RepoAddArgs {
     pub name: String,
     /// Any git URL the server can fetch: https://, ssh, git://, file://, or a path on the server
     pub url: String,
+    /// Seconds between polls of the remote for new commits (default 60; 0 turns polling off)
+    #[arg(long, value_name = "SECS")]
+    pub poll_interval: Option<u32>,
+    /// A file holding the secret webhooks are signed with (or set KILN_WEBHOOK_SECRET)
+    #[arg(long, value_name = "PATH")]
+    pub webhook_secret_file: Option<std::path::PathBuf>,
+    /// Run pull requests from forks without waiting for a maintainer's approval
+    #[arg(long)]
+    pub no_fork_approval: bool,
+    /// A login allowed to run comment commands such as `!testme` (repeatable; default: anyone with write access on the forge)
+    #[arg(long = "allow", value_name = "USER")]
+    pub allow: Vec<String>,
+    /// Do not answer a refused comment command with a reply
+    #[arg(long)]
+    pub no_outsider_reply: bool,
     /// Print the server's answer as JSON
     #[arg(long)]
     pub json: bool,
