@@ -11,11 +11,13 @@
 //! so (it is then part of the contract).
 
 mod fixtures;
+mod forges;
 mod logs;
 mod queue;
 mod records;
 mod transitions;
 
+pub use forges::*;
 pub use logs::*;
 pub use queue::*;
 pub use records::*;
@@ -73,6 +75,8 @@ macro_rules! __conformance_cases {
             logs_fenced_by_attempt,
             agents_upsert,
             tokens,
+            forges_set_replace_remove,
+            forge_reports_outbox,
         }
     };
 }

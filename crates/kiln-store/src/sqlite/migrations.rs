@@ -19,11 +19,18 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// (version, description, SQL), in version order.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        3,
+        "forges",
+        include_str!("../../migrations/sqlite/0003_forges.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded;
