@@ -49,7 +49,12 @@ impl Server {
 /// Open the engine over `store`, recover after a restart, and serve on
 /// `cfg.listen`.
 pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server, ServerError> {
-    let engine = Engine::new(
+    let key = Arc::new(forge::secret::SecretKey::at(cfg.secret_key_file.clone()));
+    let forges = Arc::new(forge::directory::StoreForges::new(
+        store.clone(),
+        key.clone(),
+    ));
+    let engine = Engine::with_forges(
         store,
         git::Mirrors::new(cfg.data_dir.join("mirrors")),
         EngineConfig {
@@ -59,6 +64,8 @@ pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server
             max_claim_wait: cfg.max_claim_wait,
             workflows_dir: cfg.workflows_dir.clone(),
         },
+        forges,
+        forge::Outbound::new(&cfg.public_url, key),
     );
     engine
         .recover()
@@ -78,6 +85,7 @@ pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server
         engine: engine.clone(),
     });
     tokio::spawn(engine.clone().reaper(shutdown.clone()));
+    tokio::spawn(forge::report::deliver(engine.clone(), shutdown.clone()));
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, app)

@@ -25,13 +25,20 @@ pub async fn list_repos(
 ) -> ApiResult<Json<Vec<RepoInfo>>> {
     s.require(&headers, Role::Viewer).await?;
     let repos = s.engine.store.repos().await?;
+    let forges: HashMap<_, _> = s
+        .engine
+        .store
+        .forges()
+        .await?
+        .into_iter()
+        .map(|f| (f.repo, f))
+        .collect();
     Ok(Json(
         repos
             .into_iter()
-            .map(|r| RepoInfo {
-                name: r.name,
-                url: r.url,
-                created_at: r.created_at,
+            .map(|r| {
+                let forge = forges.get(&r.id);
+                super::forges::repo_info(r, forge)
             })
             .collect(),
     ))
@@ -57,6 +64,19 @@ pub async fn add_repo(
     if req.url.trim().is_empty() {
         return Err(ApiError::BadRequest("repository URL is empty".into()));
     }
+    // Check the forge settings before anything is stored.
+    if let Some(f) = &req.forge {
+        crate::forge::directory::resolve(
+            f.kind,
+            req.url.trim(),
+            f.api_url.as_deref(),
+            f.repo.as_deref(),
+        )
+        .map_err(ApiError::BadRequest)?;
+        if f.token.trim().is_empty() {
+            return Err(ApiError::BadRequest("the forge token is empty".into()));
+        }
+    }
     let r = s
         .engine
         .store
@@ -68,11 +88,11 @@ pub async fn add_repo(
             }
             other => other.into(),
         })?;
-    Ok(Json(RepoInfo {
-        name: r.name,
-        url: r.url,
-        created_at: r.created_at,
-    }))
+    let forge = match &req.forge {
+        Some(f) => Some(super::forges::store_settings(&s, &r, f).await?),
+        None => None,
+    };
+    Ok(Json(super::forges::repo_info(r, forge.as_ref())))
 }
 
 pub async fn agents(
