@@ -221,6 +221,7 @@ impl Server {
             &AddRepo {
                 name: repo.name.clone(),
                 url: repo.url(),
+                forge: None,
             },
         )?;
         Ok(())
