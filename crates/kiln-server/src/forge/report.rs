@@ -165,3 +165,233 @@ async fn deliver_one(engine: &Engine, report: ForgeReport) {
         tracing::warn!(run = %run.id, error = %e, "recording a forge report");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+    use crate::forge::directory::StoreForges;
+    use crate::forge::secret::SecretKey;
+    use crate::forge::testing::{FakeHttp, Reply};
+    use crate::forge::{ForgeDirectory, Outbound};
+    use kiln_model::{JobStatus, Value};
+    use kiln_proto::api::ForgeKind;
+    use kiln_store::SqliteStore;
+    use kiln_store::types::{ForgeRecord, NewRun, RunContexts, Transition};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    async fn wait_for(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !cond().await {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A pull request run: a status and a comment when created; after a
+    /// failed try (502) the next try edits the same comment with the result.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pull_request_runs_get_one_comment_edited_as_they_go() {
+        let comment_edits = Arc::new(AtomicUsize::new(0));
+        let edits = comment_edits.clone();
+        let fake = FakeHttp::start(move |r| match (r.method.as_str(), r.path.as_str()) {
+            ("POST", "/repos/octo/web/statuses/abc") => Reply::json(201, "{}"),
+            ("POST", "/repos/octo/web/issues/7/comments") => Reply::json(201, r#"{"id":901}"#),
+            ("PATCH", "/repos/octo/web/issues/comments/901") => {
+                // The first edit fails: the forge is having a moment.
+                if edits.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Reply::json(502, "bad gateway")
+                } else {
+                    Reply::json(200, r#"{"id":901}"#)
+                }
+            }
+            _ => Reply::json(404, "{}"),
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn kiln_store::Store> =
+            Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let key = Arc::new(SecretKey::at(dir.path().join("secret.key")));
+        let forges = Arc::new(StoreForges::new(store.clone(), key.clone()));
+        let engine = Engine::with_forges(
+            store.clone(),
+            crate::git::Mirrors::new(dir.path().join("mirrors")),
+            EngineConfig {
+                lease: Duration::from_secs(15),
+                heartbeat: Duration::from_secs(5),
+                max_attempts: 3,
+                max_claim_wait: Duration::from_secs(1),
+                workflows_dir: ".kiln/workflows".into(),
+            },
+            forges.clone(),
+            Outbound::new("https://ci.example.com/", key.clone()),
+        );
+        let now = Timestamp::now();
+        let repo = store
+            .add_repo("web", "https://github.com/octo/web", now)
+            .await
+            .unwrap();
+        store
+            .set_forge(&ForgeRecord {
+                repo: repo.id,
+                kind: ForgeKind::Github,
+                api_url: fake.url.clone(),
+                full_name: "octo/web".into(),
+                token: key.seal(repo.id, "tok").unwrap(),
+                updated_at: now,
+            })
+            .await
+            .unwrap();
+        forges.changed(repo.id);
+        let run = store
+            .create_run(NewRun {
+                repo: repo.id,
+                workflow_file: ".kiln/workflows/ci.yml".into(),
+                workflow_name: "ci".into(),
+                commit: "abc".into(),
+                git_ref: None,
+                event: "pull_request".into(),
+                workflow: None,
+                contexts: RunContexts {
+                    github: Value::Null,
+                    inputs: Value::Null,
+                    kiln: Value::Null,
+                    pull_request: Some(7),
+                    ..RunContexts::default()
+                },
+                status: JobStatus::Queued,
+                error: None,
+                graph: Some("{}".into()),
+                now,
+            })
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(deliver(engine.clone(), stop.clone()));
+
+        engine.forge_news(run.id, repo.id).await;
+        wait_for("the first report", async || {
+            store.report(run.id).await.unwrap().is_some_and(|r| !r.due)
+        })
+        .await;
+        assert_eq!(
+            store.report(run.id).await.unwrap().unwrap().comment_id,
+            Some(901)
+        );
+
+        store
+            .apply(
+                run.id,
+                Transition {
+                    expected_version: run.version,
+                    graph: "{}".into(),
+                    status: Some(JobStatus::Cancelled),
+                    finished_at: Some(now),
+                    now,
+                    ..Transition::default()
+                },
+            )
+            .await
+            .unwrap();
+        engine.forge_news(run.id, repo.id).await;
+        wait_for("the failed edit", async || {
+            store.report(run.id).await.unwrap().unwrap().attempts == 1
+        })
+        .await;
+        let failed = store.report(run.id).await.unwrap().unwrap();
+        assert!(failed.due);
+        assert!(failed.last_error.unwrap().contains("502"));
+        wait_for("the retried edit", async || {
+            store.report(run.id).await.unwrap().is_some_and(|r| !r.due)
+        })
+        .await;
+        stop.cancel();
+        task.await.unwrap();
+
+        let reqs = fake.requests();
+        let posts: Vec<_> = reqs.iter().filter(|r| r.method == "POST").collect();
+        // Two statuses + one retry of the second, and exactly one comment.
+        assert_eq!(
+            posts
+                .iter()
+                .filter(|r| r.path.ends_with("/comments"))
+                .count(),
+            1
+        );
+        let statuses: Vec<serde_json::Value> = posts
+            .iter()
+            .filter(|r| r.path.ends_with("/statuses/abc"))
+            .map(|r| r.json())
+            .collect();
+        assert_eq!(statuses.first().unwrap()["state"], "pending");
+        assert_eq!(statuses.last().unwrap()["state"], "error");
+        assert_eq!(statuses.last().unwrap()["description"], "cancelled");
+        assert_eq!(
+            statuses.last().unwrap()["target_url"],
+            format!("https://ci.example.com/api/v1/runs/{}", run.id)
+        );
+        let created = posts
+            .iter()
+            .find(|r| r.path.ends_with("/comments"))
+            .unwrap();
+        assert!(created.json()["body"].as_str().unwrap().contains("queued"));
+        let last_edit = reqs.iter().rev().find(|r| r.method == "PATCH").unwrap();
+        let body = last_edit.json()["body"].as_str().unwrap().to_owned();
+        assert!(
+            body.starts_with(&format!("<!-- kiln run {} -->", run.id)),
+            "{body}"
+        );
+        assert!(body.contains("cancelled"), "{body}");
+        assert!(
+            body.contains("https://ci.example.com/api/v1/runs/"),
+            "{body}"
+        );
+    }
+
+    /// A repository without a forge: nothing is queued.
+    #[tokio::test]
+    async fn no_forge_no_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn kiln_store::Store> =
+            Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let key = Arc::new(SecretKey::at(dir.path().join("secret.key")));
+        let forges = Arc::new(StoreForges::new(store.clone(), key.clone()));
+        let engine = Engine::with_forges(
+            store.clone(),
+            crate::git::Mirrors::new(dir.path().join("mirrors")),
+            EngineConfig {
+                lease: Duration::from_secs(15),
+                heartbeat: Duration::from_secs(5),
+                max_attempts: 3,
+                max_claim_wait: Duration::from_secs(1),
+                workflows_dir: ".kiln/workflows".into(),
+            },
+            forges,
+            Outbound::new("", key),
+        );
+        let now = Timestamp::now();
+        let repo = store.add_repo("web", "file:///x", now).await.unwrap();
+        let run = store
+            .create_run(NewRun {
+                repo: repo.id,
+                workflow_file: "ci.yml".into(),
+                workflow_name: "ci".into(),
+                commit: "abc".into(),
+                git_ref: None,
+                event: "push".into(),
+                workflow: None,
+                contexts: RunContexts::default(),
+                status: JobStatus::Queued,
+                error: None,
+                graph: None,
+                now,
+            })
+            .await
+            .unwrap();
+        engine.forge_news(run.id, repo.id).await;
+        assert_eq!(store.report(run.id).await.unwrap(), None);
+        assert_eq!(engine.run_link(run.id), None);
+        // The secret key is made only when a token is sealed or opened.
+        assert!(!dir.path().join("secret.key").exists());
+    }
+}
