@@ -76,7 +76,7 @@ impl FakePull {
         }
     }
     /// From a fork (`owner/name` of the fork).
-    pub fn from_fork(mut self, fork: &str) -> FakePull {
+    pub fn with_fork(mut self, fork: &str) -> FakePull {
         self.head_repo = Some(fork.into());
         self
     }
