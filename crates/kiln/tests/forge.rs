@@ -146,3 +146,63 @@ fn runs_report_statuses_and_survive_a_forge_outage() {
     let repos = server.json(&["repo", "list"]);
     assert_eq!(repos[0]["forge"], Value::Null);
 }
+
+/// Reports still owed when the server dies are sent after it restarts.
+#[test]
+fn a_restart_resends_what_the_forge_did_not_get() {
+    let tmp = tempfile::Builder::new()
+        .prefix("kiln-forge-")
+        .tempdir()
+        .unwrap();
+    let mut server = Server::start(&tmp.path().join("data"), 10.0);
+    let forge = FakeForge::start(TOKEN);
+    let remote = Remote::new();
+    remote.file(
+        ".kiln/workflows/ci.yml",
+        "name: ci\non: push\njobs:\n  build:\n    runs-on: self-hosted\n    steps:\n      - run: \"false\"\n",
+    );
+    let sha = remote.push("first");
+    let token_file = tmp.path().join("forge.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    server
+        .kiln(&[
+            "repo",
+            "add",
+            "app",
+            &remote.url(),
+            "--forge",
+            "github",
+            "--forge-url",
+            &forge.url(),
+            "--forge-repo",
+            "octo/app",
+            "--forge-token-file",
+            token_file.to_str().unwrap(),
+        ])
+        .code(0);
+    let agent_token = server.agent_token_file(tmp.path());
+    let mut agent = Agent::start(
+        &server,
+        &agent_token,
+        "a1",
+        "",
+        1,
+        &tmp.path().join("agents"),
+    );
+    forge.fail_with(503);
+    let run = server.json(&["trigger", "app"])["runs"][0]["id"].to_string();
+    server.wait_run(&run, "the run to fail", |v| v["status"] == "failure");
+    server.wait_run(&run, "a failed delivery", |v| {
+        v["forge"]["attempts"].as_u64().unwrap_or(0) >= 1
+    });
+    agent.kill();
+    server.kill();
+    forge.heal();
+    server.restart();
+    forge.wait("the failure status after the restart", |f| {
+        f.statuses_for(&sha).iter().any(|s| s.state == "failure")
+    });
+    let last = forge.statuses_for(&sha).last().cloned().unwrap();
+    assert_eq!(last.state, "failure");
+    assert_eq!(last.description, "1 of 1 job failed: build");
+}

@@ -146,9 +146,9 @@ mod tests {
         ];
         assert_eq!(
             repo_table(&repos, now),
-            "NAME   URL                              FORGE          ADDED\n\
+            "NAME   URL                              FORGE           ADDED\n\
              web    https://git.example.com/web.git  gitea team/web  1h ago\n\
-             tools  /srv/git/tools                   -              1m ago\n"
+             tools  /srv/git/tools                   -               1m ago\n"
         );
     }
 }
