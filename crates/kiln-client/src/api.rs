@@ -382,6 +382,21 @@ mod tests {
             "/api/v1/repos/a%2Fb/trigger"
         );
         assert_eq!(call::cancel_run(RunId(4)).method(), reqwest::Method::POST);
+        let set = call::set_repo_forge(
+            "a/b",
+            &ForgeSettings {
+                kind: kiln_proto::api::ForgeKind::Github,
+                api_url: None,
+                repo: None,
+                token: "t".into(),
+            },
+        );
+        assert_eq!(set.path_and_query(), "/api/v1/repos/a%2Fb/forge");
+        assert_eq!(set.method(), reqwest::Method::PUT);
+        assert_eq!(
+            call::remove_repo_forge("a").method(),
+            reqwest::Method::DELETE
+        );
     }
 
     #[test]
