@@ -222,6 +222,7 @@ impl Server {
                 name: repo.name.clone(),
                 url: repo.url(),
                 triggers: None,
+                forge: None,
             },
         )?;
         Ok(())

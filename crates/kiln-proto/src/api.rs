@@ -73,6 +73,10 @@ pub struct AddRepo {
     /// How events reach kiln; `None`: the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub triggers: Option<TriggerSettingsRequest>,
+    /// The forge that hosts the repository: commit statuses and pull
+    /// request comments go there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<ForgeSettings>,
 }
 
 /// Trigger settings to give a repository; an unset field keeps its default.
@@ -114,6 +118,108 @@ pub struct RepoInfo {
     /// Trigger settings (absent from servers that predate them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub triggers: Option<RepoTriggers>,
+    /// The repository's forge, if one is configured (never its token).
+    #[serde(default)]
+    pub forge: Option<ForgeInfo>,
+}
+
+/// The kinds of forge kiln talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    Github,
+    Gitea,
+    Forgejo,
+    Gitlab,
+}
+
+impl ForgeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::Github => "github",
+            ForgeKind::Gitea => "gitea",
+            ForgeKind::Forgejo => "forgejo",
+            ForgeKind::Gitlab => "gitlab",
+        }
+    }
+}
+
+impl std::fmt::Display for ForgeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ForgeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "github" => Ok(ForgeKind::Github),
+            "gitea" => Ok(ForgeKind::Gitea),
+            "forgejo" => Ok(ForgeKind::Forgejo),
+            "gitlab" => Ok(ForgeKind::Gitlab),
+            other => Err(format!(
+                "unknown forge `{other}`: expected github, gitea, forgejo or gitlab"
+            )),
+        }
+    }
+}
+
+/// A repository's forge as set by an admin (`PUT repo_forge(name)`, or
+/// with [`AddRepo`]). The token goes to the server only: it is stored
+/// encrypted and never sent back.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgeSettings {
+    pub kind: ForgeKind,
+    /// The API root requests are made under (`https://api.github.com`,
+    /// `https://gitea.example.com/api/v1`, `https://gitlab.com/api/v4`).
+    /// Default: derived from the repository URL's host.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// The repository's full name on the forge (`owner/name`, GitLab
+    /// `group/sub/name`). Default: derived from the repository URL's path.
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// An API token allowed to set commit statuses and comment.
+    pub token: String,
+}
+
+impl std::fmt::Debug for ForgeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForgeSettings")
+            .field("kind", &self.kind)
+            .field("api_url", &self.api_url)
+            .field("repo", &self.repo)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A repository's forge as the API shows it: everything but the token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForgeInfo {
+    pub kind: ForgeKind,
+    pub api_url: String,
+    /// The repository's full name on the forge.
+    pub repo: String,
+    /// A token is stored (always true today; the token itself is never shown).
+    pub token_set: bool,
+}
+
+/// How the reporting of a run to its forge (commit statuses, the pull
+/// request comment) is going.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForgeReportInfo {
+    /// Everything asked so far has reached the forge.
+    pub delivered: bool,
+    /// Failed tries since the last delivery.
+    pub attempts: u32,
+    /// Why the last try failed.
+    pub last_error: Option<String>,
+    /// When the next try is due (while not delivered).
+    pub next_attempt_at: Option<Timestamp>,
+    /// The id of the pull request comment kiln keeps for this run.
+    pub comment_id: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -166,6 +272,9 @@ pub struct RunDetail {
     /// workflow, rendered as `kiln validate` prints them).
     pub error: Option<String>,
     pub jobs: Vec<JobSummary>,
+    /// Reporting to the repository's forge; `None` when it has none.
+    #[serde(default)]
+    pub forge: Option<ForgeReportInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ pub const OPENAPI: &str = "/api/v1/openapi.json";
 
 pub const REPOS: &str = "/api/v1/repos";
 pub const REPO_TRIGGER: &str = "/api/v1/repos/{repo}/trigger";
+pub const REPO_FORGE: &str = "/api/v1/repos/{repo}/forge";
 pub const RUNS: &str = "/api/v1/runs";
 pub const RUN: &str = "/api/v1/runs/{run}";
 pub const RUN_RESULTS: &str = "/api/v1/runs/{run}/results";
@@ -34,6 +35,9 @@ pub const AGENT_COMPLETE: &str = "/api/v1/agent/jobs/{job}/complete";
 
 pub fn repo_trigger(repo: &str) -> String {
     REPO_TRIGGER.replace("{repo}", repo)
+}
+pub fn repo_forge(repo: &str) -> String {
+    REPO_FORGE.replace("{repo}", repo)
 }
 pub fn run(run: RunId) -> String {
     RUN.replace("{run}", &run.to_string())

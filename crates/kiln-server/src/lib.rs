@@ -50,7 +50,12 @@ impl Server {
 /// Open the engine over `store`, recover after a restart, and serve on
 /// `cfg.listen`.
 pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server, ServerError> {
-    let engine = Engine::new(
+    let key = Arc::new(forge::secret::SecretKey::at(cfg.secret_key_file.clone()));
+    let forges = Arc::new(forge::directory::StoreForges::new(
+        store.clone(),
+        key.clone(),
+    ));
+    let engine = Engine::with_forges(
         store,
         git::Mirrors::new(cfg.data_dir.join("mirrors")),
         EngineConfig {
@@ -62,6 +67,8 @@ pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server
             time_zone: cfg.time_zone.clone(),
             hook_body_limit: cfg.hook_body_limit,
         },
+        forges,
+        forge::Outbound::new(&cfg.public_url, key),
     );
     engine
         .recover()
@@ -82,6 +89,7 @@ pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server
     });
     tokio::spawn(engine.clone().reaper(shutdown.clone()));
     tokio::spawn(engine.clone().poller(shutdown.clone()));
+    tokio::spawn(forge::report::deliver(engine.clone(), shutdown.clone()));
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, app)

@@ -230,12 +230,66 @@ pub trait TriggerStore: Send + Sync {
     async fn release_run(&self, run: RunId) -> Result<bool>;
 }
 
+/// Forge settings per repository, and the outbox of reports to forges
+/// (commit statuses, pull request comments).
+///
+/// The outbox holds one row per run. [`report_requested`] marks a run as
+/// having something new to deliver (and bumps its `seq`); a deliverer
+/// reads due rows with [`reports_due`], sends the run's *current* state,
+/// then calls [`report_delivered`] with the `seq` it read — which clears
+/// `due` only if no newer request came in meanwhile — or
+/// [`report_failed`] to back off. Any number of deliverers may run: a
+/// report sent twice is harmless (statuses and comment edits are
+/// idempotent on the forge), a report never lost.
+///
+/// [`report_requested`]: ForgeStore::report_requested
+/// [`reports_due`]: ForgeStore::reports_due
+/// [`report_delivered`]: ForgeStore::report_delivered
+/// [`report_failed`]: ForgeStore::report_failed
+#[async_trait::async_trait]
+pub trait ForgeStore: Send + Sync {
+    /// Set (or replace) a repository's forge. NotFound for an unknown repo.
+    async fn set_forge(&self, forge: &ForgeRecord) -> Result<()>;
+    async fn forge(&self, repo: RepoId) -> Result<Option<ForgeRecord>>;
+    /// Every configured forge, by repository.
+    async fn forges(&self) -> Result<Vec<ForgeRecord>>;
+    /// Remove a repository's forge; false if it had none.
+    async fn remove_forge(&self, repo: RepoId) -> Result<bool>;
+
+    /// The run has news for its forge: mark it due now (creating its row).
+    async fn report_requested(&self, run: RunId, now: Timestamp) -> Result<()>;
+    /// Due rows whose `next_at` is not after `now`, earliest first.
+    async fn reports_due(&self, now: Timestamp, limit: u32) -> Result<Vec<ForgeReport>>;
+    /// Everything up to request `seq` went out: reset the attempts and the
+    /// error, keep `comment_id`; clear `due` unless a newer request came.
+    async fn report_delivered(&self, run: RunId, seq: i64, comment_id: Option<u64>) -> Result<()>;
+    /// A try failed: count it, keep the error, try again at `next_at`;
+    /// `comment_id` (if the comment was made before the failure) is kept.
+    async fn report_failed(
+        &self,
+        run: RunId,
+        error: &str,
+        next_at: Timestamp,
+        comment_id: Option<u64>,
+    ) -> Result<()>;
+    /// The run's outbox row, if it ever had one.
+    async fn report(&self, run: RunId) -> Result<Option<ForgeReport>>;
+}
+
 /// Everything the server needs.
 pub trait Store:
-    RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore + TriggerStore
+    RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore + TriggerStore + ForgeStore
 {
 }
-impl<T: RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore + TriggerStore> Store
-    for T
+impl<
+    T: RepoStore
+        + RunStore
+        + QueueStore
+        + LogStore
+        + AgentStore
+        + AuthStore
+        + TriggerStore
+        + ForgeStore,
+> Store for T
 {
 }

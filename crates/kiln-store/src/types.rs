@@ -269,3 +269,51 @@ pub struct PullRequestPoll {
     /// The id of the newest comment already read (0: none).
     pub last_comment: u64,
 }
+
+/// An API token sealed with the server's secret key (AEAD): the store
+/// never sees it in clear. `Debug` shows only the lengths.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// The AEAD nonce used for this ciphertext (unique per sealing).
+    pub nonce: Vec<u8>,
+    /// Ciphertext with its authentication tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedSecret({} bytes, redacted)", self.ciphertext.len())
+    }
+}
+
+/// A repository's forge: where its statuses and comments go.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForgeRecord {
+    pub repo: RepoId,
+    pub kind: kiln_proto::api::ForgeKind,
+    /// API root, e.g. `https://api.github.com`.
+    pub api_url: String,
+    /// The repository's full name on the forge.
+    pub full_name: String,
+    pub token: SealedSecret,
+    /// Set by every change; lets readers notice a change (cache keys).
+    pub updated_at: Timestamp,
+}
+
+/// One run's pending or done report to its forge (the outbox row).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForgeReport {
+    pub run: RunId,
+    /// Bumped by every request; a delivery counts only for the request it
+    /// read ([`ForgeStore::report_delivered`](crate::ForgeStore::report_delivered)).
+    pub seq: i64,
+    /// Something is still to be delivered.
+    pub due: bool,
+    /// Failed tries since the last delivery.
+    pub attempts: u32,
+    /// Not before this time.
+    pub next_at: Timestamp,
+    pub last_error: Option<String>,
+    /// The pull request comment kiln made for the run.
+    pub comment_id: Option<u64>,
+}

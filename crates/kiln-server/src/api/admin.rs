@@ -29,21 +29,25 @@ pub async fn list_repos(
 ) -> ApiResult<Json<Vec<RepoInfo>>> {
     s.require(&headers, Role::Viewer).await?;
     let repos = s.engine.store.repos().await?;
+    let forges: HashMap<_, _> = s
+        .engine
+        .store
+        .forges()
+        .await?
+        .into_iter()
+        .map(|f| (f.repo, f))
+        .collect();
     let mut out = Vec::with_capacity(repos.len());
     for r in repos {
         let t = s.engine.store.trigger_settings(r.id).await?;
-        out.push(RepoInfo {
-            name: r.name,
-            url: r.url,
-            created_at: r.created_at,
-            triggers: Some(triggers_view(&t)),
-        });
+        let forge = forges.get(&r.id);
+        out.push(super::forges::repo_info(r, forge, Some(triggers_view(&t))));
     }
     Ok(Json(out))
 }
 
 /// What the API shows of trigger settings: never the secret itself.
-fn triggers_view(t: &TriggerSettings) -> RepoTriggers {
+pub(crate) fn triggers_view(t: &TriggerSettings) -> RepoTriggers {
     RepoTriggers {
         poll_interval_secs: t.poll_interval_secs,
         webhook_secret_set: t.webhook_secret.as_deref().is_some_and(|s| !s.is_empty()),
@@ -111,6 +115,19 @@ pub async fn add_repo(
         return Err(ApiError::BadRequest("repository URL is empty".into()));
     }
     let settings = settings_from(req.triggers.as_ref())?;
+    // Check the forge settings before anything is stored.
+    if let Some(f) = &req.forge {
+        crate::forge::directory::resolve(
+            f.kind,
+            req.url.trim(),
+            f.api_url.as_deref(),
+            f.repo.as_deref(),
+        )
+        .map_err(ApiError::BadRequest)?;
+        if f.token.trim().is_empty() {
+            return Err(ApiError::BadRequest("the forge token is empty".into()));
+        }
+    }
     let r = s
         .engine
         .store
@@ -123,6 +140,10 @@ pub async fn add_repo(
             other => other.into(),
         })?;
     s.engine.store.set_trigger_settings(r.id, &settings).await?;
+    let forge = match &req.forge {
+        Some(f) => Some(super::forges::store_settings(&s, &r, f).await?),
+        None => None,
+    };
     // Only what changes from now on triggers: record what the remote has.
     // A remote that cannot be reached now gets its baseline at the first
     // poll instead.
@@ -133,12 +154,11 @@ pub async fn add_repo(
             tracing::warn!(repo = %r.name, "the remote is slow: polling takes its baseline later")
         }
     }
-    Ok(Json(RepoInfo {
-        name: r.name,
-        url: r.url,
-        created_at: r.created_at,
-        triggers: Some(triggers_view(&settings)),
-    }))
+    Ok(Json(super::forges::repo_info(
+        r,
+        forge.as_ref(),
+        Some(triggers_view(&settings)),
+    )))
 }
 
 pub async fn agents(

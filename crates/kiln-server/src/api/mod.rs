@@ -4,6 +4,7 @@
 
 mod admin;
 mod agent;
+mod forges;
 mod hooks;
 mod logs;
 pub mod openapi;
@@ -14,7 +15,7 @@ use crate::engine::Engine;
 use crate::error::ApiResult;
 use axum::Router;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use kiln_proto::api::{JobSummary, Role, RunSummary};
 use kiln_proto::routes as r;
 use kiln_store::types::{InstanceRecord, RunRecord};
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route(r::OPENAPI, get(openapi::document))
         .route(r::REPOS, get(admin::list_repos).post(admin::add_repo))
         .route(r::REPO_TRIGGER, post(runs::trigger))
+        .route(r::REPO_FORGE, put(forges::set).delete(forges::remove))
         .route(r::RUNS, get(runs::list))
         .route(r::RUN, get(runs::show))
         .route(r::RUN_RESULTS, get(runs::results))

@@ -82,6 +82,23 @@ pub fn spec() -> Value {
         &["repo"],
     );
     add(
+        r::REPO_FORGE,
+        "put",
+        op(
+            "Set the repository's forge (commit statuses, pull request comments); the token is stored encrypted and never returned",
+            "admin",
+            Some("ForgeSettings"),
+            "RepoInfo",
+        ),
+        &["repo"],
+    );
+    add(
+        r::REPO_FORGE,
+        "delete",
+        op("Remove the repository's forge", "admin", None, "RepoInfo"),
+        &["repo"],
+    );
+    add(
         r::RUNS,
         "get",
         op(
@@ -263,14 +280,17 @@ pub fn spec() -> Value {
                 "Object": { "type": "object" },
                 "Health": obj(&["status"]),
                 "ErrorBody": obj(&["error"]),
-                "AddRepo": obj(&["name", "url"]),
-                "RepoInfo": obj(&["name", "url", "created_at"]),
+                "AddRepo": obj(&["name", "url", "forge"]),
+                "RepoInfo": obj(&["name", "url", "created_at", "forge"]),
+                "ForgeSettings": obj(&["kind", "api_url", "repo", "token"]),
+                "ForgeInfo": obj(&["kind", "api_url", "repo", "token_set"]),
+                "ForgeReportInfo": obj(&["delivered", "attempts", "last_error", "next_attempt_at", "comment_id"]),
                 "RepoList": list("RepoInfo"),
                 "TriggerRequest": obj(&["git_ref", "commit", "workflow", "event", "inputs", "flags"]),
                 "TriggerResponse": obj(&["runs"]),
                 "RunSummary": obj(&["id", "repo", "workflow_name", "workflow_file", "commit", "git_ref", "event", "status", "created_at", "started_at", "finished_at"]),
                 "RunList": list("RunSummary"),
-                "RunDetail": obj(&["id", "repo", "status", "error", "jobs"]),
+                "RunDetail": obj(&["id", "repo", "status", "error", "jobs", "forge"]),
                 "RunResult": obj(&["workflow_file", "workflow_name", "event", "commit", "status", "jobs"]),
                 "LogEntry": obj(&["job", "attempt", "step", "stream", "at", "text"]),
                 "LogsPage": obj(&["entries", "cursor"]),

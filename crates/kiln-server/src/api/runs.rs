@@ -7,7 +7,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use kiln_model::RunId;
-use kiln_proto::api::{RetryRequest, Role, RunDetail, RunSummary, TriggerRequest, TriggerResponse};
+use kiln_proto::api::{
+    ForgeReportInfo, RetryRequest, Role, RunDetail, RunSummary, TriggerRequest, TriggerResponse,
+};
 use kiln_proto::results::RunResult;
 use serde::Deserialize;
 
@@ -59,10 +61,18 @@ pub async fn show(
     s.require(&headers, Role::Viewer).await?;
     let rec = s.engine.store.run(run).await?;
     let jobs = s.engine.store.instances(run).await?;
+    let forge = s.engine.store.report(run).await?.map(|r| ForgeReportInfo {
+        delivered: !r.due,
+        attempts: r.attempts,
+        last_error: r.last_error,
+        next_attempt_at: r.due.then_some(r.next_at),
+        comment_id: r.comment_id,
+    });
     Ok(Json(RunDetail {
         summary: run_summary(&rec),
         error: rec.error.clone(),
         jobs: jobs.iter().map(job_summary).collect(),
+        forge,
     }))
 }
 

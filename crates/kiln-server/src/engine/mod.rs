@@ -61,6 +61,8 @@ pub struct Engine {
     pub cfg: EngineConfig,
     /// The forge API of each repository that has one.
     pub forges: Arc<dyn crate::forge::ForgeDirectory>,
+    /// Links, the token key and the report deliverer's wake-up (forge/report.rs).
+    pub outbound: crate::forge::Outbound,
     work: Notify,
     /// Token roles already checked (see `auth::RoleCache`).
     pub roles: crate::auth::RoleCache,
@@ -78,13 +80,32 @@ fn lease_until(now: Timestamp, d: Duration) -> Timestamp {
 }
 
 impl Engine {
+    /// An engine without forges.
     pub fn new(store: Arc<dyn Store>, mirrors: Mirrors, cfg: EngineConfig) -> Arc<Engine> {
+        Self::with_forges(
+            store,
+            mirrors,
+            cfg,
+            Arc::new(crate::forge::NoForges),
+            crate::forge::Outbound::default(),
+        )
+    }
+
+    /// An engine whose repositories may have forges.
+    pub fn with_forges(
+        store: Arc<dyn Store>,
+        mirrors: Mirrors,
+        cfg: EngineConfig,
+        forges: Arc<dyn crate::forge::ForgeDirectory>,
+        outbound: crate::forge::Outbound,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
             mirrors,
             hub: LogHub::default(),
             cfg,
-            forges: Arc::new(crate::forge::NoForges),
+            forges,
+            outbound,
             work: Notify::new(),
             roles: Default::default(),
             workflows: Mutex::new(HashMap::new()),
@@ -276,6 +297,8 @@ impl Engine {
             if rec.status == JobStatus::Queued {
                 self.advance(rec.id, Input::Start, Vec::new()).await?;
             }
+            // forge: report the new run (pending, or its end if it ended at once).
+            self.forge_news(rec.id, rec.repo).await;
             created.push(self.store.run(rec.id).await?);
         }
         if created.is_empty() {
@@ -340,10 +363,15 @@ impl Engine {
             )
             .map_err(ApiError::Internal)?;
             let cancels = !t.cancel.is_empty();
+            let status_changed = t.status.is_some();
             match self.store.apply(run, t).await {
                 Ok(_) => {
                     if fx.queued > 0 {
                         self.work.notify_waiters();
+                    }
+                    if status_changed {
+                        // forge: the run started or ended (Effects.finished).
+                        self.forge_news(run, rec.repo).await;
                     }
                     if let Some(status) = fx.finished {
                         self.hub.publish(run, HubMsg::End(status));
@@ -481,6 +509,8 @@ impl Engine {
                         ..Workflow::clone_head(&wf)
                     };
                     self.remember(inst.id, inst.run, inst.node, inst.index);
+                    // forge: a job started (the comment says "running").
+                    self.forge_news(inst.run, inst.repo).await;
                     return Ok(Some(Assignment {
                         job: inst.id,
                         attempt: inst.attempt,
@@ -630,6 +660,8 @@ impl Engine {
         if rec.status == JobStatus::Queued {
             self.advance(rec.id, Input::Start, Vec::new()).await?;
         }
+        // forge: report the new run.
+        self.forge_news(rec.id, rec.repo).await;
         Ok(self.store.run(rec.id).await?)
     }
 }

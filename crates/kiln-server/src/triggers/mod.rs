@@ -420,6 +420,7 @@ impl Engine {
                     Some(rendered),
                 ))
                 .await?;
+            self.forge_news(rec.id, rec.repo).await;
             out.finished.push(rec.id);
         }
         Ok(None)
@@ -492,6 +493,7 @@ impl Engine {
                     .create_run(self.new_run(plan, path, name, Some(wf), JobStatus::Queued, None))
                     .await?;
                 self.advance(rec.id, Input::Start, Vec::new()).await?;
+                self.forge_news(rec.id, rec.repo).await;
                 out.started.push(rec.id);
             }
             Create::Hold(reason) => {
@@ -502,6 +504,7 @@ impl Engine {
                         reason,
                     )
                     .await?;
+                self.forge_news(rec.id, rec.repo).await;
                 out.held.push(rec.id);
             }
             Create::Skip(reason) => {
@@ -516,6 +519,7 @@ impl Engine {
                         Some(reason),
                     ))
                     .await?;
+                self.forge_news(rec.id, rec.repo).await;
                 out.finished.push(rec.id);
             }
         }

@@ -11,12 +11,14 @@
 //! so (it is then part of the contract).
 
 mod fixtures;
+mod forges;
 mod logs;
 mod queue;
 mod records;
 mod transitions;
 mod triggers;
 
+pub use forges::*;
 pub use logs::*;
 pub use queue::*;
 pub use records::*;
@@ -81,6 +83,8 @@ macro_rules! __conformance_cases {
             schedules_compare_and_set,
             pull_request_polls_upsert,
             held_runs_release_once,
+            forges_set_replace_remove,
+            forge_reports_outbox,
         }
     };
 }

@@ -30,6 +30,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "triggers",
         include_str!("../../migrations/sqlite/0002_triggers.sql"),
     ),
+    (
+        3,
+        "forges",
+        include_str!("../../migrations/sqlite/0003_forges.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -32,6 +32,7 @@
 
 mod agents;
 mod codec;
+mod forges;
 mod logs;
 mod migrations;
 mod queue;

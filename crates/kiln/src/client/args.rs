@@ -114,6 +114,7 @@ pub enum RepoCommand {
          kiln repo add tools file:///srv/git/tools.git\n  kiln repo add scratch ~/src/scratch\n  \
          kiln repo add web https://git.example.com/web.git --poll-interval 300 \\\n      \
          --webhook-secret-file /etc/kiln/web.secret --allow alice --allow bob\n\n\
+         kiln repo add web https://github.com/octo/web.git --forge github --forge-token-env GITHUB_TOKEN\n\n\
          {CONNECT_HELP}\n\n{EXIT_HELP}"
     ))]
     Add(RepoAddArgs),
@@ -122,6 +123,58 @@ pub enum RepoCommand {
         "Examples:\n  kiln repo list\n  kiln repo list --json\n\n{CONNECT_HELP}\n\n{EXIT_HELP}"
     ))]
     List(ListArgs),
+    /// Set or remove the forge a repository reports to (commit statuses, PR comments)
+    #[command(after_help = format!(
+        "Examples:\n  kiln repo forge web --forge github --forge-token-env GITHUB_TOKEN\n  \
+         kiln repo forge tools --forge gitlab --forge-url https://gitlab.example.com/api/v4 \\\n    \
+         --forge-repo infra/tools --forge-token-file /run/secrets/gitlab\n  \
+         kiln repo forge web --remove\n\n\
+         The token is stored encrypted on the server and never shown again.\n\n\
+         {CONNECT_HELP}\n\n{EXIT_HELP}"
+    ))]
+    Forge(RepoForgeArgs),
+}
+
+/// Where a repository's forge is and how to reach it.
+#[derive(Debug, Args)]
+pub struct ForgeArgs {
+    /// The forge hosting the repository: github, gitea, forgejo or gitlab
+    #[arg(long, value_name = "KIND")]
+    pub forge: Option<String>,
+    /// The forge's API root (default: from the repository URL: https://api.github.com, \
+    /// https://HOST/api/v1 for Gitea/Forgejo, https://HOST/api/v4 for GitLab)
+    #[arg(long, value_name = "URL", requires = "forge")]
+    pub forge_url: Option<String>,
+    /// The repository's full name on the forge (default: the repository URL's path)
+    #[arg(long, value_name = "OWNER/NAME", requires = "forge")]
+    pub forge_repo: Option<String>,
+    /// Read the forge API token from this environment variable
+    #[arg(
+        long = "forge-token-env",
+        value_name = "VAR",
+        requires = "forge",
+        conflicts_with = "forge_token_file"
+    )]
+    pub forge_token_env: Option<String>,
+    /// Read the forge API token from this file (--token-file is kiln's own token)
+    #[arg(long = "forge-token-file", value_name = "PATH", requires = "forge")]
+    pub forge_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RepoForgeArgs {
+    /// The repository's name in kiln
+    pub name: String,
+    #[command(flatten)]
+    pub forge: ForgeArgs,
+    /// Remove the repository's forge (no more statuses or comments)
+    #[arg(long, conflicts_with = "forge")]
+    pub remove: bool,
+    /// Print the server's answer as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +198,8 @@ pub struct RepoAddArgs {
     /// Do not answer a refused comment command with a reply
     #[arg(long)]
     pub no_outsider_reply: bool,
+    #[command(flatten)]
+    pub forge: ForgeArgs,
     /// Print the server's answer as JSON
     #[arg(long)]
     pub json: bool,

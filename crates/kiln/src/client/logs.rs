@@ -433,6 +433,7 @@ mod tests {
             },
             error: None,
             jobs,
+            forge: None,
         }
     }
 

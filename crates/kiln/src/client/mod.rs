@@ -61,6 +61,7 @@ fn execute(cmd: &ClientCommand, endpoint: &Endpoint, color: bool) -> Result<i32,
         match cmd {
             ClientCommand::Repo(RepoCommand::Add(a)) => repo::add(&ctx, a).await,
             ClientCommand::Repo(RepoCommand::List(a)) => repo::list(&ctx, a).await,
+            ClientCommand::Repo(RepoCommand::Forge(a)) => repo::forge(&ctx, a).await,
             ClientCommand::Trigger(a) => trigger::trigger(&ctx, a).await,
             ClientCommand::Runs(a) => runs::list(&ctx, a).await,
             ClientCommand::Show(a) => runs::show(&ctx, a).await,
@@ -78,6 +79,7 @@ fn connect_args(cmd: &ClientCommand) -> &ConnectArgs {
     match cmd {
         ClientCommand::Repo(RepoCommand::Add(a)) => &a.connect,
         ClientCommand::Repo(RepoCommand::List(a)) => &a.connect,
+        ClientCommand::Repo(RepoCommand::Forge(a)) => &a.connect,
         ClientCommand::Trigger(a) => &a.connect,
         ClientCommand::Runs(a) => &a.connect,
         ClientCommand::Show(a) => &a.connect,

@@ -1,13 +1,13 @@
-//! `kiln repo add` and `kiln repo list`.
+//! `kiln repo add`, `kiln repo list` and `kiln repo forge`.
 
-use crate::client::args::{ListArgs, RepoAddArgs};
+use crate::client::args::{ForgeArgs, ListArgs, RepoAddArgs, RepoForgeArgs};
 use crate::client::error::Error;
 use crate::client::table::{Align, Table, ago};
 use crate::client::{Ctx, print, print_json};
 use crate::exit;
 use jiff::Timestamp;
 use kiln_client::api::call;
-use kiln_proto::api::{AddRepo, RepoInfo, TriggerSettingsRequest};
+use kiln_proto::api::{AddRepo, ForgeKind, ForgeSettings, RepoInfo, TriggerSettingsRequest};
 
 /// The webhook secret: from `--webhook-secret-file`, else
 /// `KILN_WEBHOOK_SECRET`, else none. Never from the command line, where
@@ -28,6 +28,37 @@ fn webhook_secret(args: &RepoAddArgs) -> Result<Option<String>, Error> {
     Ok(Some(secret))
 }
 
+/// The forge settings the flags describe; `None` without `--forge`. The
+/// token is read here (from the variable or file named) and sent to the
+/// server only.
+fn forge_settings(args: &ForgeArgs) -> Result<Option<ForgeSettings>, Error> {
+    let Some(kind) = &args.forge else {
+        return Ok(None);
+    };
+    let kind: ForgeKind = kind.parse().map_err(Error::Usage)?;
+    let token = match (&args.forge_token_env, &args.forge_token_file) {
+        (Some(var), _) => std::env::var(var)
+            .map_err(|_| Error::Usage(format!("--forge-token-env: variable {var} is not set")))?,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| Error::Usage(format!("--forge-token-file {}: {e}", path.display())))?,
+        (None, None) => {
+            return Err(Error::Usage(
+                "--forge needs a token: --forge-token-env VAR or --forge-token-file PATH".into(),
+            ));
+        }
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        return Err(Error::Usage("the forge token is empty".into()));
+    }
+    Ok(Some(ForgeSettings {
+        kind,
+        api_url: args.forge_url.clone(),
+        repo: args.forge_repo.clone(),
+        token,
+    }))
+}
+
 pub async fn add(ctx: &Ctx, args: &RepoAddArgs) -> Result<i32, Error> {
     let req = AddRepo {
         name: args.name.clone(),
@@ -39,6 +70,7 @@ pub async fn add(ctx: &Ctx, args: &RepoAddArgs) -> Result<i32, Error> {
             command_allowlist: args.allow.clone(),
             reply_to_outsiders: args.no_outsider_reply.then_some(false),
         }),
+        forge: forge_settings(&args.forge)?,
     };
     let raw = ctx.client.call_raw(&call::add_repo(&req)).await?;
     if args.json {
@@ -48,6 +80,32 @@ pub async fn add(ctx: &Ctx, args: &RepoAddArgs) -> Result<i32, Error> {
             "added {} ({})\nnext: kiln trigger {}\n",
             raw.value.name, raw.value.url, raw.value.name
         ))?;
+    }
+    Ok(exit::SUCCESS)
+}
+
+pub async fn forge(ctx: &Ctx, args: &RepoForgeArgs) -> Result<i32, Error> {
+    let raw = if args.remove {
+        ctx.client
+            .call_raw(&call::remove_repo_forge(&args.name))
+            .await?
+    } else {
+        let settings = forge_settings(&args.forge)?
+            .ok_or_else(|| Error::Usage("give --forge KIND (with a token), or --remove".into()))?;
+        ctx.client
+            .call_raw(&call::set_repo_forge(&args.name, &settings))
+            .await?
+    };
+    if args.json {
+        print_json(&raw.json)?;
+    } else {
+        match &raw.value.forge {
+            Some(f) => print(&format!(
+                "{} reports to {} {} ({}); token stored encrypted\n",
+                raw.value.name, f.kind, f.repo, f.api_url
+            ))?,
+            None => print(&format!("{} has no forge now\n", raw.value.name))?,
+        }
     }
     Ok(exit::SUCCESS)
 }
@@ -70,9 +128,14 @@ fn repo_table(repos: &[RepoInfo], now: Timestamp) -> String {
         ("URL", Align::Left),
         ("POLL", Align::Left),
         ("WEBHOOK", Align::Left),
+        ("FORGE", Align::Left),
         ("ADDED", Align::Left),
     ]);
     for r in repos {
+        let forge = match &r.forge {
+            Some(f) => format!("{} {}", f.kind, f.repo),
+            None => "-".to_owned(),
+        };
         let (poll, hook) = match &r.triggers {
             Some(t) if t.poll_interval_secs == 0 => ("off".to_owned(), t.webhook_secret_set),
             Some(t) => (format!("{}s", t.poll_interval_secs), t.webhook_secret_set),
@@ -83,6 +146,7 @@ fn repo_table(repos: &[RepoInfo], now: Timestamp) -> String {
             r.url.as_str().into(),
             poll.into(),
             if hook { "secret set" } else { "-" }.into(),
+            forge.into(),
             ago(now, r.created_at).into(),
         ]);
     }
@@ -108,6 +172,12 @@ mod tests {
                     command_allowlist: vec![],
                     reply_to_outsiders: true,
                 }),
+                forge: Some(kiln_proto::api::ForgeInfo {
+                    kind: ForgeKind::Gitea,
+                    api_url: "https://git.example.com/api/v1".into(),
+                    repo: "team/web".into(),
+                    token_set: true,
+                }),
             },
             RepoInfo {
                 name: "tools".into(),
@@ -120,13 +190,14 @@ mod tests {
                     command_allowlist: vec![],
                     reply_to_outsiders: true,
                 }),
+                forge: None,
             },
         ];
         assert_eq!(
             repo_table(&repos, now),
-            "NAME   URL                              POLL  WEBHOOK     ADDED\n\
-             web    https://git.example.com/web.git  60s   secret set  1h ago\n\
-             tools  /srv/git/tools                   off   -           1m ago\n"
+            "NAME   URL                              POLL  WEBHOOK     FORGE           ADDED\n\
+             web    https://git.example.com/web.git  60s   secret set  gitea team/web  1h ago\n\
+             tools  /srv/git/tools                   off   -           -               1m ago\n"
         );
     }
 }
