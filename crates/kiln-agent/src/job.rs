@@ -248,6 +248,7 @@ async fn execute(
     result.reason = outcome.reason;
     result.outputs = outcome.outputs;
     result.steps = outcome.steps;
+    result.deploy = outcome.deploy;
     result.finished_at = Some(Timestamp::now());
     result.duration_ms = clock.elapsed().as_millis() as u64;
     match &result.reason {

@@ -221,6 +221,8 @@ impl Server {
             &AddRepo {
                 name: repo.name.clone(),
                 url: repo.url(),
+                triggers: None,
+                forge: None,
             },
         )?;
         Ok(())

@@ -19,8 +19,8 @@ pub mod sse;
 use crate::{Client, ClientError, Result};
 use kiln_model::{InstanceId, JobStatus, RunId};
 use kiln_proto::api::{
-    AddRepo, AgentInfo, CreateToken, CreatedToken, LogEntry, LogsPage, QueuedJob, RepoInfo,
-    RetryRequest, RunDetail, RunSummary, TriggerRequest, TriggerResponse,
+    AddRepo, AgentInfo, CreateToken, CreatedToken, ForgeSettings, LogEntry, LogsPage, QueuedJob,
+    RepoInfo, RetryRequest, RunDetail, RunSummary, TriggerRequest, TriggerResponse,
 };
 use kiln_proto::results::RunResult;
 use kiln_proto::routes;
@@ -61,6 +61,20 @@ impl<T> Call<T> {
                 .map(Some)
                 .map_err(|e| e.to_string()),
             answer: PhantomData,
+        }
+    }
+
+    fn put<B: Serialize + ?Sized>(path: String, body: &B) -> Call<T> {
+        Call {
+            method: reqwest::Method::PUT,
+            ..Call::post(path, body)
+        }
+    }
+
+    fn delete(path: String) -> Call<T> {
+        Call {
+            method: reqwest::Method::DELETE,
+            ..Call::get(path)
         }
     }
 
@@ -112,6 +126,14 @@ pub mod call {
     pub fn add_repo(req: &AddRepo) -> Call<RepoInfo> {
         Call::post(routes::REPOS.to_owned(), req)
     }
+    /// Set a repository's forge (the token goes to the server only).
+    pub fn set_repo_forge(repo: &str, req: &ForgeSettings) -> Call<RepoInfo> {
+        Call::put(routes::repo_forge(&encode(repo)), req)
+    }
+    /// Remove a repository's forge.
+    pub fn remove_repo_forge(repo: &str) -> Call<RepoInfo> {
+        Call::delete(routes::repo_forge(&encode(repo)))
+    }
     pub fn trigger(repo: &str, req: &TriggerRequest) -> Call<TriggerResponse> {
         Call::post(routes::repo_trigger(&encode(repo)), req)
     }
@@ -139,6 +161,15 @@ pub mod call {
     /// Answers the new run.
     pub fn retry_run(id: RunId, req: &RetryRequest) -> Call<RunSummary> {
         Call::post(routes::run_retry(id), req)
+    }
+    pub fn approve(id: RunId, req: &kiln_proto::api::ApproveRequest) -> Call<RunDetail> {
+        Call::post(routes::run_approve(id), req)
+    }
+    pub fn deploy(repo: &str, req: &kiln_proto::api::DeployRequest) -> Call<TriggerResponse> {
+        Call::post(routes::repo_deploy(&encode(repo)), req)
+    }
+    pub fn environments(repo: &str) -> Call<Vec<kiln_proto::api::EnvironmentInfo>> {
+        Call::get(routes::repo_environments(&encode(repo)))
     }
     pub fn agents() -> Call<Vec<AgentInfo>> {
         Call::get(routes::AGENTS.to_owned())
@@ -360,6 +391,21 @@ mod tests {
             "/api/v1/repos/a%2Fb/trigger"
         );
         assert_eq!(call::cancel_run(RunId(4)).method(), reqwest::Method::POST);
+        let set = call::set_repo_forge(
+            "a/b",
+            &ForgeSettings {
+                kind: kiln_proto::api::ForgeKind::Github,
+                api_url: None,
+                repo: None,
+                token: "t".into(),
+            },
+        );
+        assert_eq!(set.path_and_query(), "/api/v1/repos/a%2Fb/forge");
+        assert_eq!(set.method(), reqwest::Method::PUT);
+        assert_eq!(
+            call::remove_repo_forge("a").method(),
+            reqwest::Method::DELETE
+        );
     }
 
     #[test]

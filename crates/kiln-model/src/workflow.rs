@@ -209,6 +209,12 @@ pub enum InputKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CommentTrigger {
     pub command: String,
+    /// The flags the command takes (`on.comment.flags`): `extra` is a
+    /// boolean flag (`--extra`), `only=` takes a value (`--only JOB`).
+    /// Empty: the `kiln.flags.NAME` the workflow's expressions read, as
+    /// booleans.
+    #[serde(default)]
+    pub flags: Vec<String>,
 }
 
 /// `concurrency:` at workflow or job level.

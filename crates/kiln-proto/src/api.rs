@@ -70,6 +70,44 @@ pub struct AddRepo {
     pub name: String,
     /// Any git URL: file://, git://, http(s)://, ssh, or a local path.
     pub url: String,
+    /// How events reach kiln; `None`: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<TriggerSettingsRequest>,
+    /// The forge that hosts the repository: commit statuses and pull
+    /// request comments go there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<ForgeSettings>,
+}
+
+/// Trigger settings to give a repository; an unset field keeps its default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TriggerSettingsRequest {
+    /// Seconds between polls of the remote (default 60; 0 turns polling off).
+    #[serde(default)]
+    pub poll_interval_secs: Option<u32>,
+    /// The secret the forge signs webhooks with (never shown again).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// Fork pull requests wait for approval before running (default true).
+    #[serde(default)]
+    pub fork_approval: Option<bool>,
+    /// Logins allowed to run comment commands (default: forge write access).
+    #[serde(default)]
+    pub command_allowlist: Vec<String>,
+    /// Reply to a refused comment command saying why (default true).
+    #[serde(default)]
+    pub reply_to_outsiders: Option<bool>,
+}
+
+/// A repository's trigger settings as the API shows them: the webhook
+/// secret only as whether one is set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoTriggers {
+    pub poll_interval_secs: u32,
+    pub webhook_secret_set: bool,
+    pub fork_approval: bool,
+    pub command_allowlist: Vec<String>,
+    pub reply_to_outsiders: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,6 +115,111 @@ pub struct RepoInfo {
     pub name: String,
     pub url: String,
     pub created_at: Timestamp,
+    /// Trigger settings (absent from servers that predate them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggers: Option<RepoTriggers>,
+    /// The repository's forge, if one is configured (never its token).
+    #[serde(default)]
+    pub forge: Option<ForgeInfo>,
+}
+
+/// The kinds of forge kiln talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    Github,
+    Gitea,
+    Forgejo,
+    Gitlab,
+}
+
+impl ForgeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::Github => "github",
+            ForgeKind::Gitea => "gitea",
+            ForgeKind::Forgejo => "forgejo",
+            ForgeKind::Gitlab => "gitlab",
+        }
+    }
+}
+
+impl std::fmt::Display for ForgeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ForgeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "github" => Ok(ForgeKind::Github),
+            "gitea" => Ok(ForgeKind::Gitea),
+            "forgejo" => Ok(ForgeKind::Forgejo),
+            "gitlab" => Ok(ForgeKind::Gitlab),
+            other => Err(format!(
+                "unknown forge `{other}`: expected github, gitea, forgejo or gitlab"
+            )),
+        }
+    }
+}
+
+/// A repository's forge as set by an admin (`PUT repo_forge(name)`, or
+/// with [`AddRepo`]). The token goes to the server only: it is stored
+/// encrypted and never sent back.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgeSettings {
+    pub kind: ForgeKind,
+    /// The API root requests are made under (`https://api.github.com`,
+    /// `https://gitea.example.com/api/v1`, `https://gitlab.com/api/v4`).
+    /// Default: derived from the repository URL's host.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// The repository's full name on the forge (`owner/name`, GitLab
+    /// `group/sub/name`). Default: derived from the repository URL's path.
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// An API token allowed to set commit statuses and comment.
+    pub token: String,
+}
+
+impl std::fmt::Debug for ForgeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForgeSettings")
+            .field("kind", &self.kind)
+            .field("api_url", &self.api_url)
+            .field("repo", &self.repo)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A repository's forge as the API shows it: everything but the token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForgeInfo {
+    pub kind: ForgeKind,
+    pub api_url: String,
+    /// The repository's full name on the forge.
+    pub repo: String,
+    /// A token is stored (always true today; the token itself is never shown).
+    pub token_set: bool,
+}
+
+/// How the reporting of a run to its forge (commit statuses, the pull
+/// request comment) is going.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForgeReportInfo {
+    /// Everything asked so far has reached the forge.
+    pub delivered: bool,
+    /// Failed tries since the last delivery.
+    pub attempts: u32,
+    /// Why the last try failed.
+    pub last_error: Option<String>,
+    /// When the next try is due (while not delivered).
+    pub next_attempt_at: Option<Timestamp>,
+    /// The id of the pull request comment kiln keeps for this run.
+    pub comment_id: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -132,6 +275,9 @@ pub struct RunDetail {
     /// workflow, rendered as `kiln validate` prints them).
     pub error: Option<String>,
     pub jobs: Vec<JobSummary>,
+    /// Reporting to the repository's forge; `None` when it has none.
+    #[serde(default)]
+    pub forge: Option<ForgeReportInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

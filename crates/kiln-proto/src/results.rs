@@ -97,6 +97,10 @@ pub enum PhaseKind {
     /// Preparing the job's workspace (copy or checkout).
     Workspace,
     Step,
+    /// One attempt of a deploy's health check (`environment.health-check`).
+    HealthCheck,
+    /// One `rollback:` step of a deploy whose health check never passed.
+    Rollback,
     /// Stopping leftovers and removing the workspace.
     Cleanup,
 }

@@ -8,6 +8,7 @@ pub const OPENAPI: &str = "/api/v1/openapi.json";
 
 pub const REPOS: &str = "/api/v1/repos";
 pub const REPO_TRIGGER: &str = "/api/v1/repos/{repo}/trigger";
+pub const REPO_FORGE: &str = "/api/v1/repos/{repo}/forge";
 pub const RUNS: &str = "/api/v1/runs";
 pub const RUN: &str = "/api/v1/runs/{run}";
 pub const RUN_RESULTS: &str = "/api/v1/runs/{run}/results";
@@ -22,6 +23,13 @@ pub const AGENTS: &str = "/api/v1/agents";
 pub const QUEUE: &str = "/api/v1/queue";
 pub const TOKENS: &str = "/api/v1/tokens";
 
+/// Webhook deliveries (signed by the forge; no token). `?repo=NAME`
+/// names the repository whose secret verifies them.
+pub const HOOK_GITHUB: &str = "/hooks/github";
+pub const HOOK_GITEA: &str = "/hooks/gitea";
+pub const HOOK_FORGEJO: &str = "/hooks/forgejo";
+pub const HOOK_GITLAB: &str = "/hooks/gitlab";
+
 pub const AGENT_REGISTER: &str = "/api/v1/agent/register";
 pub const AGENT_CLAIM: &str = "/api/v1/agent/claim";
 pub const AGENT_HEARTBEAT: &str = "/api/v1/agent/jobs/{job}/heartbeat";
@@ -30,6 +38,9 @@ pub const AGENT_COMPLETE: &str = "/api/v1/agent/jobs/{job}/complete";
 
 pub fn repo_trigger(repo: &str) -> String {
     REPO_TRIGGER.replace("{repo}", repo)
+}
+pub fn repo_forge(repo: &str) -> String {
+    REPO_FORGE.replace("{repo}", repo)
 }
 pub fn run(run: RunId) -> String {
     RUN.replace("{run}", &run.to_string())

@@ -79,3 +79,18 @@ pub async fn require(
         )))
     }
 }
+
+/// Who the request's token belongs to, for records (an approver, a
+/// deployer): the token's name, else `token #ID`. Call after [`require`].
+pub async fn who(store: &dyn Store, headers: &HeaderMap) -> Result<String, ApiError> {
+    let secret = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
+    let record = store
+        .token_by_hash(&hash(secret))
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("unknown token".into()))?;
+    Ok(record.name.unwrap_or_else(|| format!("token #{}", record.id)))
+}

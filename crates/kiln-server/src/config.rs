@@ -16,8 +16,19 @@ pub struct RawConfig {
     pub listen: Option<String>,
     pub data_dir: Option<String>,
     pub workflows_dir: Option<String>,
+    pub public_url: Option<String>,
+    pub secret_key_file: Option<String>,
     #[serde(default)]
     pub queue: RawQueue,
+    #[serde(default)]
+    pub triggers: RawTriggers,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTriggers {
+    pub time_zone: Option<String>,
+    pub hook_body_limit_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -38,6 +49,15 @@ pub struct Config {
     pub heartbeat: Duration,
     pub max_attempts: u32,
     pub max_claim_wait: Duration,
+    /// The time zone schedules are read in.
+    pub time_zone: jiff::tz::TimeZone,
+    /// Webhook bodies larger than this get 413.
+    pub hook_body_limit: usize,
+    /// The URL people reach the server at (no trailing slash): links in
+    /// commit statuses and pull request comments start with it.
+    pub public_url: String,
+    /// The file holding the key that seals secrets at rest (forge tokens).
+    pub secret_key_file: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +82,8 @@ impl RawConfig {
             listen: other.listen.or(self.listen),
             data_dir: other.data_dir.or(self.data_dir),
             workflows_dir: other.workflows_dir.or(self.workflows_dir),
+            public_url: other.public_url.or(self.public_url),
+            secret_key_file: other.secret_key_file.or(self.secret_key_file),
             queue: RawQueue {
                 lease_seconds: other.queue.lease_seconds.or(self.queue.lease_seconds),
                 heartbeat_seconds: other
@@ -73,6 +95,13 @@ impl RawConfig {
                     .queue
                     .max_claim_wait_seconds
                     .or(self.queue.max_claim_wait_seconds),
+            },
+            triggers: RawTriggers {
+                time_zone: other.triggers.time_zone.or(self.triggers.time_zone),
+                hook_body_limit_bytes: other
+                    .triggers
+                    .hook_body_limit_bytes
+                    .or(self.triggers.hook_body_limit_bytes),
             },
         }
     }
@@ -93,11 +122,17 @@ impl RawConfig {
             listen: get("KILN_LISTEN"),
             data_dir: get("KILN_DATA"),
             workflows_dir: get("KILN_WORKFLOWS_DIR"),
+            public_url: get("KILN_PUBLIC_URL"),
+            secret_key_file: get("KILN_SECRET_KEY_FILE"),
             queue: RawQueue {
                 lease_seconds: num("KILN_LEASE_SECONDS")?,
                 heartbeat_seconds: num("KILN_HEARTBEAT_SECONDS")?,
                 max_attempts: num("KILN_MAX_ATTEMPTS")?.map(|n| n as u32),
                 max_claim_wait_seconds: num("KILN_MAX_CLAIM_WAIT_SECONDS")?,
+            },
+            triggers: RawTriggers {
+                time_zone: get("KILN_TIME_ZONE"),
+                hook_body_limit_bytes: num("KILN_HOOK_BODY_LIMIT_BYTES")?.map(|n| n as u64),
             },
         })
     }
@@ -144,11 +179,45 @@ impl RawConfig {
                 ),
             ));
         }
+        let public_url = match raw.public_url.as_deref().map(str::trim) {
+            None | Some("") => format!("http://{listen}"),
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                u.trim_end_matches('/').to_owned()
+            }
+            Some(u) => {
+                return Err(invalid(
+                    "public_url",
+                    format!("`{u}` is not an http:// or https:// URL"),
+                ));
+            }
+        };
+        let secret_key_file = match raw.secret_key_file.as_deref() {
+            None | Some("") => data_dir.join("secret.key"),
+            Some(p) => PathBuf::from(p),
+        };
         let max_attempts = raw.queue.max_attempts.unwrap_or(3);
         if max_attempts == 0 {
             return Err(invalid("queue.max_attempts", "must be at least 1".into()));
         }
+        let tz_name = raw.triggers.time_zone.unwrap_or_else(|| "UTC".into());
+        let time_zone = jiff::tz::TimeZone::get(&tz_name).map_err(|e| {
+            invalid(
+                "triggers.time_zone",
+                format!("`{tz_name}` is not a time zone such as UTC or Europe/Berlin: {e}"),
+            )
+        })?;
+        let hook_body_limit = match raw.triggers.hook_body_limit_bytes.unwrap_or(1 << 20) {
+            0 => {
+                return Err(invalid(
+                    "triggers.hook_body_limit_bytes",
+                    "must be at least 1".into(),
+                ));
+            }
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
         Ok(Config {
+            time_zone,
+            hook_body_limit,
             listen,
             data_dir,
             workflows_dir: raw
@@ -157,6 +226,8 @@ impl RawConfig {
             lease,
             heartbeat,
             max_attempts,
+            public_url,
+            secret_key_file,
             max_claim_wait: secs(
                 "queue.max_claim_wait_seconds",
                 raw.queue.max_claim_wait_seconds,
@@ -176,6 +247,37 @@ mod tests {
         assert_eq!(c.lease, Duration::from_secs(15));
         assert_eq!(c.heartbeat, Duration::from_secs(5));
         assert_eq!(c.data_dir, PathBuf::from("/data"));
+        assert_eq!(c.time_zone, jiff::tz::TimeZone::UTC);
+        assert_eq!(c.hook_body_limit, 1 << 20);
+    }
+
+    #[test]
+    fn trigger_keys() {
+        let raw = RawConfig::parse(
+            "k.toml",
+            "[triggers]\ntime_zone = \"Europe/Berlin\"\nhook_body_limit_bytes = 4096\n",
+        )
+        .unwrap();
+        let c = raw.resolve("/d".into()).unwrap();
+        assert_eq!(c.hook_body_limit, 4096);
+        assert_eq!(c.time_zone.iana_name(), Some("Europe/Berlin"));
+        let raw = RawConfig::parse("k.toml", "[triggers]\ntime_zone = \"Mars/Olympus\"\n").unwrap();
+        let e = raw.resolve("/d".into()).unwrap_err();
+        assert!(e.to_string().starts_with("triggers.time_zone"), "{e}");
+    }
+
+    #[test]
+    fn forge_keys() {
+        let c = RawConfig::default().resolve("/data".into()).unwrap();
+        assert_eq!(c.public_url, "http://127.0.0.1:7171");
+        assert_eq!(c.secret_key_file, PathBuf::from("/data/secret.key"));
+        let c = RawConfig::from_env(|k| {
+            (k == "KILN_PUBLIC_URL").then(|| "https://ci.example.com/".to_string())
+        })
+        .unwrap()
+        .resolve("/data".into())
+        .unwrap();
+        assert_eq!(c.public_url, "https://ci.example.com");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! kiln uses the `git` program: it speaks every transport (file://, git://,
 //! http(s)://, ssh) with the user's configuration and credentials.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::process::Command;
@@ -59,6 +59,15 @@ impl Mirrors {
 
     /// The mirror of `name` if it exists and already has `commit`: a
     /// trigger pinned to a known commit needs no fetch.
+    /// `a` is a strict ancestor of `b` in `mirror` (false when git cannot
+    /// tell, e.g. a commit is missing).
+    pub async fn is_ancestor(&self, mirror: &Path, a: &str, b: &str) -> bool {
+        a != b
+            && git(Some(mirror), &["merge-base", "--is-ancestor", a, b])
+                .await
+                .is_ok()
+    }
+
     pub async fn has_commit(&self, name: &str, commit: &str) -> Option<PathBuf> {
         let path = self.path(name);
         if !path.join("HEAD").exists() {
@@ -176,5 +185,192 @@ impl Mirrors {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// The branches and tags of the remote at `url` (`refs/heads/*`,
+    /// `refs/tags/*` -> commit; an annotated tag maps to the commit it
+    /// points at) and the commit of its `HEAD`, from `git ls-remote`:
+    /// nothing is fetched.
+    pub async fn ls_remote(&self, url: &str) -> Result<RemoteRefs, GitError> {
+        let out = git(None, &["ls-remote", url]).await?;
+        Ok(parse_ls_remote(&out))
+    }
+
+    /// Make sure `commit` is in the mirror of `name`: fetch the branches
+    /// and tags, then each of `refs` (such as `refs/pull/7/head`, kept
+    /// under `refs/kiln/`), then the commit itself. Error when none of it
+    /// brings the commit.
+    pub async fn ensure_commit(
+        &self,
+        name: &str,
+        url: &str,
+        commit: &str,
+        refs: &[String],
+    ) -> Result<PathBuf, GitError> {
+        if let Some(path) = self.has_commit(name, commit).await {
+            return Ok(path);
+        }
+        let path = self.sync(name, url).await?;
+        if self.commit(&path, commit).await.is_ok() {
+            return Ok(path);
+        }
+        let lock = self.lock(name);
+        let _guard = lock.lock().await;
+        for r in refs {
+            let local = format!("refs/kiln/{}", r.trim_start_matches("refs/"));
+            let spec = format!("+{r}:{local}");
+            if git(Some(&path), &["fetch", "--quiet", "origin", &spec])
+                .await
+                .is_ok()
+                && self.commit(&path, commit).await.is_ok()
+            {
+                return Ok(path);
+            }
+        }
+        let spec = format!("+{commit}:refs/kiln/commits/{commit}");
+        git(Some(&path), &["fetch", "--quiet", "origin", &spec]).await?;
+        self.commit(&path, commit).await?;
+        Ok(path)
+    }
+
+    /// Files changed by a push that moved a ref from `before` to `after`:
+    /// `git diff before after` when `before` is a commit the mirror has;
+    /// otherwise (a new ref, or history rewritten beyond reach) the files
+    /// the commit `after` itself changed against its first parent (every
+    /// file of a root commit).
+    pub async fn changed_files(
+        &self,
+        mirror: &Path,
+        before: Option<&str>,
+        after: &str,
+    ) -> Result<Vec<String>, GitError> {
+        let known_before = match before {
+            Some(b) if self.commit(mirror, b).await.is_ok() => Some(b),
+            Some(_) | None => None,
+        };
+        let parent = format!("{after}^1");
+        let out = match known_before {
+            Some(b) => {
+                git(
+                    Some(mirror),
+                    &["diff", "--name-only", "--no-renames", b, after],
+                )
+                .await?
+            }
+            None if self.commit(mirror, &parent).await.is_ok() => {
+                git(
+                    Some(mirror),
+                    &["diff", "--name-only", "--no-renames", &parent, after],
+                )
+                .await?
+            }
+            None => {
+                git(
+                    Some(mirror),
+                    &[
+                        "diff-tree",
+                        "--no-commit-id",
+                        "--name-only",
+                        "--no-renames",
+                        "-r",
+                        "--root",
+                        after,
+                    ],
+                )
+                .await?
+            }
+        };
+        Ok(lines(&out))
+    }
+
+    /// Files a pull request changes: the diff from the merge base of the
+    /// base branch and `head` to `head` (`git diff base...head`). `None`
+    /// when the mirror lacks the base branch.
+    pub async fn pull_request_files(
+        &self,
+        mirror: &Path,
+        base_branch: &str,
+        head: &str,
+    ) -> Result<Option<Vec<String>>, GitError> {
+        let base = format!("refs/heads/{base_branch}");
+        if self.commit(mirror, &base).await.is_err() {
+            return Ok(None);
+        }
+        let range = format!("{base}...{head}");
+        let out = git(
+            Some(mirror),
+            &["diff", "--name-only", "--no-renames", &range],
+        )
+        .await?;
+        Ok(Some(lines(&out)))
+    }
+}
+
+/// What `git ls-remote` says about a remote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemoteRefs {
+    /// `refs/heads/*` and `refs/tags/*` -> commit.
+    pub refs: BTreeMap<String, String>,
+    /// The commit `HEAD` points at (the default branch's tip).
+    pub head: Option<String>,
+}
+
+fn lines(out: &str) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Parse `git ls-remote` output. A peeled tag line (`refs/tags/v1^{}`)
+/// replaces the tag object's id with its commit's.
+pub(crate) fn parse_ls_remote(out: &str) -> RemoteRefs {
+    let mut r = RemoteRefs::default();
+    for line in out.lines() {
+        let Some((sha, name)) = line.split_once('\t') else {
+            continue;
+        };
+        let (sha, name) = (sha.trim(), name.trim());
+        if name == "HEAD" {
+            r.head = Some(sha.to_owned());
+        } else if let Some(tag) = name.strip_suffix("^{}") {
+            if tag.starts_with("refs/tags/") {
+                r.refs.insert(tag.to_owned(), sha.to_owned());
+            }
+        } else if name.starts_with("refs/heads/") || name.starts_with("refs/tags/") {
+            r.refs
+                .entry(name.to_owned())
+                .or_insert_with(|| sha.to_owned());
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ls_remote_keeps_branches_and_tags_and_peels() {
+        let out = "aaa\tHEAD\naaa\trefs/heads/main\nbbb\trefs/heads/dev\n\
+                   ccc\trefs/tags/v1\nddd\trefs/tags/v1^{}\neee\trefs/pull/1/head\n\
+                   fff\trefs/tags/light\n";
+        let r = parse_ls_remote(out);
+        assert_eq!(r.head.as_deref(), Some("aaa"));
+        let want: BTreeMap<String, String> = [
+            ("refs/heads/dev", "bbb"),
+            ("refs/heads/main", "aaa"),
+            ("refs/tags/light", "fff"),
+            ("refs/tags/v1", "ddd"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect();
+        assert_eq!(r.refs, want);
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod forge;
 pub mod git;
 pub mod hub;
+pub mod triggers;
 
 use engine::{Engine, EngineConfig};
 use jiff::Timestamp;
@@ -49,7 +50,12 @@ impl Server {
 /// Open the engine over `store`, recover after a restart, and serve on
 /// `cfg.listen`.
 pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server, ServerError> {
-    let engine = Engine::new(
+    let key = Arc::new(forge::secret::SecretKey::at(cfg.secret_key_file.clone()));
+    let forges = Arc::new(forge::directory::StoreForges::new(
+        store.clone(),
+        key.clone(),
+    ));
+    let engine = Engine::with_forges(
         store,
         git::Mirrors::new(cfg.data_dir.join("mirrors")),
         EngineConfig {
@@ -58,7 +64,11 @@ pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server
             max_attempts: cfg.max_attempts,
             max_claim_wait: cfg.max_claim_wait,
             workflows_dir: cfg.workflows_dir.clone(),
+            time_zone: cfg.time_zone.clone(),
+            hook_body_limit: cfg.hook_body_limit,
         },
+        forges,
+        forge::Outbound::new(&cfg.public_url, key),
     );
     engine
         .recover()
@@ -78,6 +88,9 @@ pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server
         engine: engine.clone(),
     });
     tokio::spawn(engine.clone().reaper(shutdown.clone()));
+    tokio::spawn(engine.clone().gatekeeper(shutdown.clone()));
+    tokio::spawn(engine.clone().poller(shutdown.clone()));
+    tokio::spawn(forge::report::deliver(engine.clone(), shutdown.clone()));
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, app)

@@ -16,6 +16,7 @@ pub mod sqlite;
 pub mod types;
 
 pub use ports::{
-    AgentStore, AuthStore, LogStore, QueueStore, RepoStore, RunStore, Store, StoreError,
+    AgentStore, AuthStore, ForgeStore, LogStore, QueueStore, RepoStore, RunStore, Store,
+    StoreError, TriggerStore,
 };
 pub use sqlite::SqliteStore;

@@ -21,6 +21,7 @@ use kiln_model::{AgentId, InstanceId, RepoId, RunId};
 use kiln_core::gate::Approval;
 use kiln_proto::api::{LogEntry, Role, Waiting};
 use kiln_proto::results::JobResult;
+use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -194,20 +195,146 @@ pub trait GateStore: Send + Sync {
         then_hold: Option<Waiting>,
         now: Timestamp,
     ) -> Result<bool>;
-    /// Clear a held run's hold without a gate (a fork's approved pull
-    /// request). False when it was not held.
-    async fn release_run(&self, run: RunId, now: Timestamp) -> Result<bool>;
     async fn environment(&self, repo: RepoId, name: &str) -> Result<Option<EnvironmentRecord>>;
     /// Names of the environments a repository deployed to or waits for.
     async fn environment_names(&self, repo: RepoId) -> Result<Vec<String>>;
 }
 
+/// What triggers keep: repository trigger settings, the refs polling saw,
+/// deduplication of deliveries and events, schedules, pull request polling
+/// state, and runs held for approval.
+///
+/// Deduplication methods are claims: the first caller gets `true` and owns
+/// the thing; every later (or concurrent) caller gets `false`. Unknown
+/// repositories are `NotFound`.
+#[async_trait::async_trait]
+pub trait TriggerStore: Send + Sync {
+    /// The repository's settings; the defaults when never set.
+    async fn trigger_settings(&self, repo: RepoId) -> Result<TriggerSettings>;
+    /// Replace the repository's settings.
+    async fn set_trigger_settings(&self, repo: RepoId, settings: &TriggerSettings) -> Result<()>;
+    /// The refs the last poll saw; `None` before the first (the baseline).
+    async fn polled_refs(&self, repo: RepoId) -> Result<Option<BTreeMap<String, String>>>;
+    /// Replace the refs polling saw.
+    async fn set_polled_refs(
+        &self,
+        repo: RepoId,
+        refs: &BTreeMap<String, String>,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Record a webhook delivery: `true` the first time `(forge, id)` is
+    /// seen, `false` for a redelivery.
+    async fn record_delivery(&self, forge: &str, id: &str, now: Timestamp) -> Result<bool>;
+    /// Claim an event key (`push:refs/heads/main:<sha>`, `pr:7:<sha>`,
+    /// `comment:<id>` …): `true` for the first claim, `false` when it was
+    /// claimed before (by a webhook, a poll, or another server).
+    async fn claim_event(&self, repo: RepoId, key: &str, now: Timestamp) -> Result<bool>;
+    /// Undo a claim whose work failed before anything started, so that a
+    /// later report of the same event may try again.
+    async fn release_event(&self, repo: RepoId, key: &str) -> Result<()>;
+    /// A schedule's stored state.
+    async fn schedule(
+        &self,
+        repo: RepoId,
+        workflow_file: &str,
+        index: u32,
+    ) -> Result<Option<ScheduleState>>;
+    /// Compare-and-set a schedule's next fire time: only if its stored
+    /// next fire is still `expected` (`None`: no row yet). `true` when
+    /// this call moved it: the caller owns the fire (if it was due).
+    async fn advance_schedule(
+        &self,
+        repo: RepoId,
+        workflow_file: &str,
+        index: u32,
+        expected: Option<Timestamp>,
+        next: &ScheduleState,
+    ) -> Result<bool>;
+    /// Pull requests as API polling last saw them, by number.
+    async fn pull_request_polls(&self, repo: RepoId) -> Result<Vec<PullRequestPoll>>;
+    /// Record (insert or replace) what polling saw of one pull request.
+    async fn set_pull_request_poll(&self, repo: RepoId, poll: &PullRequestPoll) -> Result<()>;
+    /// Create a run that must not start until [`TriggerStore::release_run`]
+    /// (one transaction: there is no moment when it exists unheld).
+    async fn create_held_run(&self, run: NewRun, reason: &str) -> Result<RunRecord>;
+    /// Why a run is held; `None` when it is not.
+    async fn run_hold(&self, run: RunId) -> Result<Option<String>>;
+    /// Every held run and its reason, oldest first.
+    async fn held_runs(&self) -> Result<Vec<(RunId, String)>>;
+    /// Release a held run: `true` when it was held (the caller starts it),
+    /// `false` when it was not (nothing changes).
+    async fn release_run(&self, run: RunId) -> Result<bool>;
+}
+
+/// Forge settings per repository, and the outbox of reports to forges
+/// (commit statuses, pull request comments).
+///
+/// The outbox holds one row per run. [`report_requested`] marks a run as
+/// having something new to deliver (and bumps its `seq`); a deliverer
+/// reads due rows with [`reports_due`], sends the run's *current* state,
+/// then calls [`report_delivered`] with the `seq` it read — which clears
+/// `due` only if no newer request came in meanwhile — or
+/// [`report_failed`] to back off. Any number of deliverers may run: a
+/// report sent twice is harmless (statuses and comment edits are
+/// idempotent on the forge), a report never lost.
+///
+/// [`report_requested`]: ForgeStore::report_requested
+/// [`reports_due`]: ForgeStore::reports_due
+/// [`report_delivered`]: ForgeStore::report_delivered
+/// [`report_failed`]: ForgeStore::report_failed
+#[async_trait::async_trait]
+pub trait ForgeStore: Send + Sync {
+    /// Set (or replace) a repository's forge. NotFound for an unknown repo.
+    async fn set_forge(&self, forge: &ForgeRecord) -> Result<()>;
+    async fn forge(&self, repo: RepoId) -> Result<Option<ForgeRecord>>;
+    /// Every configured forge, by repository.
+    async fn forges(&self) -> Result<Vec<ForgeRecord>>;
+    /// Remove a repository's forge; false if it had none.
+    async fn remove_forge(&self, repo: RepoId) -> Result<bool>;
+
+    /// The run has news for its forge: mark it due now (creating its row).
+    async fn report_requested(&self, run: RunId, now: Timestamp) -> Result<()>;
+    /// Due rows whose `next_at` is not after `now`, earliest first.
+    async fn reports_due(&self, now: Timestamp, limit: u32) -> Result<Vec<ForgeReport>>;
+    /// Everything up to request `seq` went out: reset the attempts and the
+    /// error, keep `comment_id`; clear `due` unless a newer request came.
+    async fn report_delivered(&self, run: RunId, seq: i64, comment_id: Option<u64>) -> Result<()>;
+    /// A try failed: count it, keep the error, try again at `next_at`;
+    /// `comment_id` (if the comment was made before the failure) is kept.
+    async fn report_failed(
+        &self,
+        run: RunId,
+        error: &str,
+        next_at: Timestamp,
+        comment_id: Option<u64>,
+    ) -> Result<()>;
+    /// The run's outbox row, if it ever had one.
+    async fn report(&self, run: RunId) -> Result<Option<ForgeReport>>;
+}
+
 /// Everything the server needs.
 pub trait Store:
-    RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore + GateStore
+    RepoStore
+    + RunStore
+    + QueueStore
+    + LogStore
+    + AgentStore
+    + AuthStore
+    + TriggerStore
+    + ForgeStore
+    + GateStore
 {
 }
-impl<T: RepoStore + RunStore + QueueStore + LogStore + AgentStore + AuthStore + GateStore> Store
-    for T
+impl<
+    T: RepoStore
+        + RunStore
+        + QueueStore
+        + LogStore
+        + AgentStore
+        + AuthStore
+        + TriggerStore
+        + ForgeStore
+        + GateStore,
+> Store for T
 {
 }

@@ -335,3 +335,98 @@ pub struct LogPage {
     /// Pass back as `after` to get only newer chunks.
     pub cursor: i64,
 }
+
+/// How a repository's events reach kiln and who may start runs from a
+/// pull request (`kiln repo add --poll-interval … --allow …`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriggerSettings {
+    /// Seconds between polls of the remote (`git ls-remote`); 0 turns
+    /// polling off.
+    pub poll_interval_secs: u32,
+    /// The secret webhooks are signed with; `None` refuses every delivery.
+    pub webhook_secret: Option<String>,
+    /// Runs of pull requests from forks wait for approval before starting.
+    pub fork_approval: bool,
+    /// Logins allowed to run comment commands. Empty: whoever has write
+    /// access on the forge.
+    pub command_allowlist: Vec<String>,
+    /// Answer a refused comment command with a reply saying why.
+    pub reply_to_outsiders: bool,
+}
+
+impl Default for TriggerSettings {
+    fn default() -> Self {
+        TriggerSettings {
+            poll_interval_secs: 60,
+            webhook_secret: None,
+            fork_approval: true,
+            command_allowlist: Vec::new(),
+            reply_to_outsiders: true,
+        }
+    }
+}
+
+/// A schedule's stored state: the cron it was computed for and when it
+/// fires next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleState {
+    pub cron: String,
+    pub next_fire: Timestamp,
+}
+
+/// An open pull request as API polling last saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullRequestPoll {
+    pub number: u64,
+    pub head_sha: String,
+    /// The id of the newest comment already read (0: none).
+    pub last_comment: u64,
+}
+
+/// An API token sealed with the server's secret key (AEAD): the store
+/// never sees it in clear. `Debug` shows only the lengths.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// The AEAD nonce used for this ciphertext (unique per sealing).
+    pub nonce: Vec<u8>,
+    /// Ciphertext with its authentication tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedSecret({} bytes, redacted)", self.ciphertext.len())
+    }
+}
+
+/// A repository's forge: where its statuses and comments go.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForgeRecord {
+    pub repo: RepoId,
+    pub kind: kiln_proto::api::ForgeKind,
+    /// API root, e.g. `https://api.github.com`.
+    pub api_url: String,
+    /// The repository's full name on the forge.
+    pub full_name: String,
+    pub token: SealedSecret,
+    /// Set by every change; lets readers notice a change (cache keys).
+    pub updated_at: Timestamp,
+}
+
+/// One run's pending or done report to its forge (the outbox row).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForgeReport {
+    pub run: RunId,
+    /// Bumped by every request; a delivery counts only for the request it
+    /// read ([`ForgeStore::report_delivered`](crate::ForgeStore::report_delivered)).
+    pub seq: i64,
+    /// Something is still to be delivered.
+    pub due: bool,
+    /// Failed tries since the last delivery.
+    pub attempts: u32,
+    /// Not before this time.
+    pub next_at: Timestamp,
+    pub last_error: Option<String>,
+    /// The pull request comment kiln made for the run.
+    pub comment_id: Option<u64>,
+}

@@ -63,6 +63,8 @@ async fn everything_survives_reopening() {
         .unwrap();
     let run = store
         .create_run(NewRun {
+            hold: None,
+            gate: None,
             repo: repo.id,
             workflow_file: ".kiln/ci.yml".into(),
             workflow_name: "CI".into(),
@@ -91,6 +93,7 @@ async fn everything_survives_reopening() {
                 started_at: Some(t(2)),
                 new_instances: vec![
                     NewInstance {
+                        gate: None,
                         node: 0,
                         index: 0,
                         job_key: "build".into(),
@@ -104,6 +107,7 @@ async fn everything_survives_reopening() {
                         max_attempts: 3,
                     },
                     NewInstance {
+                        gate: None,
                         node: 1,
                         index: 0,
                         job_key: "deploy".into(),
@@ -191,6 +195,8 @@ async fn everything_survives_reopening() {
     // Ids are never reused after a restart.
     let run2 = store
         .create_run(NewRun {
+            hold: None,
+            gate: None,
             repo: repo.id,
             workflow_file: ".kiln/ci.yml".into(),
             workflow_name: "CI".into(),

@@ -890,3 +890,79 @@ fn an_always_job_runs_after_ctrl_c() {
     assert_eq!(status_of("report"), "success");
     assert_eq!(status_of("plain"), "cancelled");
 }
+
+#[test]
+fn a_failing_health_check_rolls_the_deploy_back() {
+    let repo = Repo::new();
+    repo.workflow(
+        "d.yml",
+        r#"
+on: push
+jobs:
+  deploy:
+    runs-on: x
+    environment:
+      name: production
+      health-check:
+        run: echo "checking $KILN_ENVIRONMENT"; exit 1
+        retries: 1
+        interval: 10ms
+    steps:
+      - run: echo deployed
+    rollback:
+      - run: echo "rollback to=[$KILN_ROLLBACK_TO] env=$KILN_ENVIRONMENT"
+"#,
+    );
+    repo.commit();
+    let run = repo.exec(&[]);
+    run.code(1);
+    let job = run.job("deploy");
+    assert_eq!(job["status"], "failure");
+    assert_eq!(job["deploy"], "rolled_back");
+    assert_eq!(
+        job["reason"],
+        "health check failed; rolled back to (no earlier good commit)"
+    );
+    let names: Vec<&str> = job["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Run echo deployed",
+            "Health check (1/2)",
+            "Health check (2/2)",
+            "Run echo \"rollback to=[$KILN_ROLLBACK_TO] env=$KILN_ENVIRONMENT\""
+        ]
+    );
+    let kinds: Vec<&str> = job["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "queue-wait",
+            "workspace",
+            "step",
+            "health-check",
+            "health-check",
+            "rollback",
+            "cleanup"
+        ]
+    );
+    let lines = run.lines_of("deploy");
+    assert!(
+        lines.contains(&"checking production".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"rollback to=[] env=production".to_string()),
+        "{lines:?}"
+    );
+}

@@ -15,6 +15,7 @@
 //! they are not stopped at once.
 
 pub mod context;
+mod deploy;
 pub mod files;
 pub mod hash;
 pub mod shell;
@@ -25,7 +26,7 @@ use jiff::Timestamp;
 use kiln_model::workflow::{Builtin, Dyn, Job, Shell, Step, StepAction, Template, Workflow};
 use kiln_model::{JobStatus, StepStatus, Value};
 use kiln_pipeline::expr::{self, StatusCheck};
-use kiln_proto::results::{Phase, PhaseKind, StepResult};
+use kiln_proto::results::{DeployOutcome, Phase, PhaseKind, StepResult};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,8 +94,13 @@ pub struct JobOutcome {
     pub reason: Option<String>,
     pub steps: Vec<StepResult>,
     pub outputs: BTreeMap<String, String>,
-    /// One phase per step that ran, then cleanup.
+    /// One phase per step that ran (health-check attempts and rollback
+    /// steps included), then cleanup.
     pub phases: Vec<Phase>,
+    /// For a job with an `environment` whose steps succeeded: what the
+    /// health check and rollback left the environment in. `None` for other
+    /// jobs and for a deploy that failed or was cancelled in its steps.
+    pub deploy: Option<DeployOutcome>,
 }
 
 /// Run the job. Never fails: every problem becomes a failed step or job
@@ -113,9 +119,13 @@ pub async fn run_job(
         steps: Vec::new(),
         outputs: BTreeMap::new(),
         phases: Vec::new(),
+        deploy: None,
     };
 
-    if let Err(reason) = state.evaluate_job_env(&run.workflow, job) {
+    if let Err(reason) = state
+        .evaluate_job_env(&run.workflow, job)
+        .and_then(|()| state.evaluate_environment(job))
+    {
         outcome.status = JobStatus::Failure;
         observer.note(&reason);
         outcome.reason = Some(reason);
@@ -218,6 +228,26 @@ pub async fn run_job(
         outcome.steps.push(result);
     }
 
+    // A deploy whose steps succeeded: health check, then maybe rollback.
+    let mut deploy_reason = None;
+    if let Some(env) = &job.environment
+        && !(state.failed || state.cancelled || state.timed_out)
+    {
+        let (d, reason) = deploy::after_steps(
+            &mut state,
+            job,
+            env,
+            handle.as_mut(),
+            deadline,
+            cancel,
+            &observer,
+            &mut outcome,
+        )
+        .await;
+        outcome.deploy = Some(d);
+        deploy_reason = reason;
+    }
+
     // Job outputs, from the final step states.
     for (key, tpl) in &job.outputs {
         match state.render(tpl) {
@@ -252,6 +282,12 @@ pub async fn run_job(
     } else {
         (JobStatus::Success, None)
     };
+    if let Some(d) = deploy_reason {
+        outcome.reason = Some(match outcome.reason.take() {
+            Some(base) => format!("{base}; {d}"),
+            None => d,
+        });
+    }
     outcome
 }
 
@@ -267,6 +303,10 @@ struct JobState<'r> {
     failed: bool,
     cancelled: bool,
     timed_out: bool,
+    /// The environment's rendered name, for `$KILN_ENVIRONMENT`.
+    environment: Option<String>,
+    /// `$KILN_ROLLBACK_TO`, set while the rollback steps run.
+    rollback_to: Option<String>,
     shell: Shell,
     working_directory: Option<Template>,
 }
@@ -283,6 +323,8 @@ impl<'r> JobState<'r> {
             failed: false,
             cancelled: false,
             timed_out: false,
+            environment: None,
+            rollback_to: None,
             shell: defaults
                 .iter()
                 .find_map(|d| d.shell.clone())
@@ -397,6 +439,18 @@ impl<'r> JobState<'r> {
         Ok(())
     }
 
+    /// Render the environment's name once, for `$KILN_ENVIRONMENT` and the
+    /// deploy's messages.
+    fn evaluate_environment(&mut self, job: &Job) -> Result<(), String> {
+        if let Some(env) = &job.environment {
+            let name = self
+                .render(&env.name)
+                .map_err(|e| format!("environment name: {e}"))?;
+            self.environment = Some(name);
+        }
+        Ok(())
+    }
+
     fn step_name(&self, step: &Step) -> String {
         if let Some(n) = &step.name {
             if let Ok(s) = self.render(n) {
@@ -440,16 +494,7 @@ impl<'r> JobState<'r> {
             StepStatus::Cancelled => self.cancelled = true,
             StepStatus::Success | StepStatus::Skipped => {}
         }
-        self.job_ctx = Value::object([(
-            "status",
-            Value::str(if self.cancelled || self.timed_out {
-                "cancelled"
-            } else if self.failed {
-                "failure"
-            } else {
-                "success"
-            }),
-        )]);
+        self.refresh_job_ctx();
         if let Some(id) = &step.id {
             let outputs = Value::Object(
                 outputs
@@ -466,6 +511,20 @@ impl<'r> JobState<'r> {
                 ]),
             );
         }
+    }
+
+    /// `job.status` from the flags.
+    fn refresh_job_ctx(&mut self) {
+        self.job_ctx = Value::object([(
+            "status",
+            Value::str(if self.cancelled || self.timed_out {
+                "cancelled"
+            } else if self.failed {
+                "failure"
+            } else {
+                "success"
+            }),
+        )]);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -771,6 +830,12 @@ impl<'r> JobState<'r> {
         set("RUNNER_ARCH", field(&c.runner, "arch").to_owned());
         set("RUNNER_NAME", field(&c.runner, "name").to_owned());
         set("RUNNER_TEMP", temp);
+        if let Some(name) = &self.environment {
+            set("KILN_ENVIRONMENT", name.clone());
+        }
+        if let Some(sha) = &self.rollback_to {
+            set("KILN_ROLLBACK_TO", sha.clone());
+        }
         for (k, v) in self.env.iter().chain(step_env.iter()) {
             env.insert(k.clone(), v.clone());
         }

@@ -26,6 +26,7 @@ const KEYS: &[&str] = &[
     "services",
     "permissions",
     "steps",
+    "rollback",
 ];
 
 /// The job, and its `needs` entries with their places for the graph checks.
@@ -62,6 +63,8 @@ pub(crate) fn job(cx: &mut Cx<'_>, id: &MarkedScalarNode, body: &Node) -> Option
         rollback: Vec::new(),
     };
     let mut edges = Vec::new();
+    let mut ids = step::Ids::new();
+    let mut rollback = None;
     let (mut saw_runs_on, mut saw_steps, mut reusable) = (false, false, false);
     for (k, v) in map.iter() {
         match k.as_str() {
@@ -94,8 +97,10 @@ pub(crate) fn job(cx: &mut Cx<'_>, id: &MarkedScalarNode, body: &Node) -> Option
             "permissions" => {}
             "steps" => {
                 saw_steps = true;
-                job.steps = step::steps(cx, v, id.as_str());
+                job.steps = step::steps(cx, v, id.as_str(), "steps", &mut ids);
             }
+            // Read after the loop, so that `steps:` ids come first.
+            "rollback" => rollback = Some((k, v)),
             "uses" => {
                 reusable = true;
                 let at = cx.at_scalar(k);
@@ -110,6 +115,21 @@ pub(crate) fn job(cx: &mut Cx<'_>, id: &MarkedScalarNode, body: &Node) -> Option
                 Some("steps") => saw_steps = true,
                 Some(_) | None => {}
             },
+        }
+    }
+    if let Some((key, v)) = rollback {
+        job.rollback = step::steps(cx, v, id.as_str(), "rollback", &mut ids);
+        let health_checked = job
+            .environment
+            .as_ref()
+            .is_some_and(|e| e.health_check.is_some());
+        if !health_checked {
+            let at = cx.at_scalar(key);
+            cx.error_help(
+                at,
+                format!("job `{}` has `rollback` steps but no health check", id.as_str()),
+                "rollback steps run only when `environment.health-check` never passes; add one, or remove `rollback`",
+            );
         }
     }
     if !reusable && !saw_runs_on {

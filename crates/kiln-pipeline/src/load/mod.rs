@@ -11,10 +11,11 @@
 //!
 //! Layout: [`source`] maps value offsets to file positions, [`node`] reads
 //! YAML nodes, [`cx`] holds the diagnostics and typed readers; `workflow`,
-//! `triggers`, `job`, `step`, `strategy` and `runtime` follow the file's
-//! sections, and `graph` checks `needs`.
+//! `triggers`, `job`, `step`, `strategy`, `runtime` and `deploy` follow the
+//! file's sections, and `graph` checks `needs`.
 
 mod cx;
+mod deploy;
 mod exprs;
 mod graph;
 mod job;

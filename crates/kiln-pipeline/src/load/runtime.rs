@@ -1,7 +1,8 @@
-//! Where and how a job runs: `defaults.run`, `concurrency`, `environment`,
-//! `container` and `services`.
+//! Where and how a job runs: `defaults.run`, `concurrency`, `environment`
+//! (its `health-check` is read by `deploy`), `container` and `services`.
 
 use super::cx::Cx;
+use super::deploy;
 use super::step;
 use kiln_model::workflow::{
     Concurrency, Container, Credentials, Dyn, Environment, RunDefaults, Service, Template,
@@ -83,13 +84,16 @@ pub(crate) fn environment(cx: &mut Cx<'_>, n: &Node) -> Option<Environment> {
         });
     }
     let map = cx.mapping(n, "`environment`")?;
-    let (mut name, mut url) = (None, None);
+    let (mut name, mut url, mut health_check) = (None, None, None);
+    let mut approval = Dyn::Lit(false);
     for (k, v) in map.iter() {
         match k.as_str() {
             "name" => name = cx.template(v, "`name`"),
             "url" => url = cx.template(v, "`url`"),
+            "approval" => approval = cx.dyn_bool(v, "`approval`").unwrap_or(Dyn::Lit(false)),
+            "health-check" => health_check = deploy::health_check(cx, k, v),
             _ => {
-                cx.unknown_key(k, "`environment`", &["name", "url"]);
+                cx.unknown_key(k, "`environment`", ENVIRONMENT_KEYS);
             }
         }
     }
@@ -100,10 +104,12 @@ pub(crate) fn environment(cx: &mut Cx<'_>, n: &Node) -> Option<Environment> {
     Some(Environment {
         name: name?,
         url,
-        approval: Dyn::Lit(false),
-        health_check: None,
+        approval,
+        health_check,
     })
 }
+
+const ENVIRONMENT_KEYS: &[&str] = &["name", "url", "approval", "health-check"];
 
 const CONTAINER_KEYS: &[&str] = &["image", "env", "options", "volumes", "credentials", "ports"];
 

@@ -27,18 +27,30 @@ const BUILTINS: &[(&str, Builtin)] = &[("actions/checkout", Builtin::Checkout)];
 
 const SHELLS: &[&str] = &["bash", "sh", "python", "pwsh", "powershell", "cmd"];
 
-pub(crate) fn steps(cx: &mut Cx<'_>, n: &Node, job: &str) -> Vec<Step> {
-    let Some(items) = cx.sequence(n, "`steps`") else {
+/// The job's step ids so far, with where each was first used: `steps:`
+/// and `rollback:` share one scope, because both write `steps.<id>`.
+pub(crate) type Ids = Vec<(String, At)>;
+
+/// `steps:` (or `rollback:`, with `what` naming it) of job `job`.
+pub(crate) fn steps(cx: &mut Cx<'_>, n: &Node, job: &str, what: &str, ids: &mut Ids) -> Vec<Step> {
+    let Some(items) = cx.sequence(n, &format!("`{what}`")) else {
         return Vec::new();
     };
     if items.is_empty() {
         let at = cx.at(n);
-        cx.error(at, format!("job `{job}` has no steps"));
+        if what == "steps" {
+            cx.error(at, format!("job `{job}` has no steps"));
+        } else {
+            cx.error_help(
+                at,
+                format!("`{what}` of job `{job}` is empty"),
+                format!("list the steps to run, or remove `{what}`"),
+            );
+        }
     }
-    let mut ids: Vec<(String, At)> = Vec::new();
     let mut out = Vec::new();
     for item in items.iter() {
-        if let Some(s) = step(cx, item, job, &mut ids) {
+        if let Some(s) = step(cx, item, job, ids) {
             out.push(s);
         }
     }

@@ -159,10 +159,15 @@ fn ref_filter(
     for (k, v) in map.iter() {
         let key = k.as_str();
         let list = |cx: &mut Cx<'_>| {
-            cx.string_list(v, &format!("`{key}`"))
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect()
+            let items = cx.string_list(v, &format!("`{key}`"));
+            // Filter patterns are checked here so that a bad one is a
+            // diagnostic at its place, not a silent skip at trigger time.
+            for (pattern, at) in &items {
+                if let Err(e) = crate::filters::check_pattern(pattern) {
+                    cx.error(*at, format!("invalid pattern `{pattern}` in `{key}`: {e}"));
+                }
+            }
+            items.into_iter().map(|(s, _)| s).collect()
         };
         match key {
             "branches" => f.branches = list(cx),
@@ -379,12 +384,32 @@ fn comment(
     map: Option<&MarkedMappingNode>,
 ) -> Option<CommentTrigger> {
     let mut command = None;
+    let mut flags = Vec::new();
     if let Some(map) = map {
         for (k, v) in map.iter() {
             match k.as_str() {
                 "command" => command = cx.string(v, "`command`"),
+                "flags" => {
+                    for (flag, at) in cx.string_list(v, "`flags`") {
+                        let name = flag.strip_suffix('=').unwrap_or(&flag);
+                        if name.is_empty()
+                            || name.starts_with('-')
+                            || !name
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                        {
+                            cx.error_help(
+                                at,
+                                format!("`{flag}` is not a flag name"),
+                                "write `extra` for `--extra`, `only=` for `--only VALUE`",
+                            );
+                        } else {
+                            flags.push(flag);
+                        }
+                    }
+                }
                 _ => {
-                    cx.unknown_key(k, "`on.comment`", &["command"]);
+                    cx.unknown_key(k, "`on.comment`", &["command", "flags"]);
                 }
             }
         }
@@ -397,5 +422,5 @@ fn comment(
             "e.g. `comment: {command: \"!testme\"}`",
         );
     }
-    command.map(|command| CommentTrigger { command })
+    command.map(|command| CommentTrigger { command, flags })
 }

@@ -7,7 +7,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use jiff::Timestamp;
-use kiln_proto::api::{AddRepo, AgentInfo, CreateToken, CreatedToken, QueuedJob, RepoInfo, Role};
+use kiln_proto::api::{
+    AddRepo, AgentInfo, CreateToken, CreatedToken, QueuedJob, RepoInfo, RepoTriggers, Role,
+    TriggerSettingsRequest,
+};
+use kiln_store::types::TriggerSettings;
 use std::collections::HashMap;
 
 pub async fn healthz(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
@@ -25,17 +29,70 @@ pub async fn list_repos(
 ) -> ApiResult<Json<Vec<RepoInfo>>> {
     s.require(&headers, Role::Viewer).await?;
     let repos = s.engine.store.repos().await?;
-    Ok(Json(
-        repos
-            .into_iter()
-            .map(|r| RepoInfo {
-                name: r.name,
-                url: r.url,
-                created_at: r.created_at,
-            })
-            .collect(),
-    ))
+    let forges: HashMap<_, _> = s
+        .engine
+        .store
+        .forges()
+        .await?
+        .into_iter()
+        .map(|f| (f.repo, f))
+        .collect();
+    let mut out = Vec::with_capacity(repos.len());
+    for r in repos {
+        let t = s.engine.store.trigger_settings(r.id).await?;
+        let forge = forges.get(&r.id);
+        out.push(super::forges::repo_info(r, forge, Some(triggers_view(&t))));
+    }
+    Ok(Json(out))
 }
+
+/// What the API shows of trigger settings: never the secret itself.
+pub(crate) fn triggers_view(t: &TriggerSettings) -> RepoTriggers {
+    RepoTriggers {
+        poll_interval_secs: t.poll_interval_secs,
+        webhook_secret_set: t.webhook_secret.as_deref().is_some_and(|s| !s.is_empty()),
+        fork_approval: t.fork_approval,
+        command_allowlist: t.command_allowlist.clone(),
+        reply_to_outsiders: t.reply_to_outsiders,
+    }
+}
+
+/// Settings from a request: given fields over the defaults.
+fn settings_from(req: Option<&TriggerSettingsRequest>) -> ApiResult<TriggerSettings> {
+    let mut t = TriggerSettings::default();
+    let Some(req) = req else { return Ok(t) };
+    if let Some(n) = req.poll_interval_secs {
+        t.poll_interval_secs = n;
+    }
+    if let Some(secret) = &req.webhook_secret {
+        if secret.trim().is_empty() {
+            return Err(ApiError::BadRequest(
+                "the webhook secret is empty: leave it out, or give one".into(),
+            ));
+        }
+        t.webhook_secret = Some(secret.trim().to_owned());
+    }
+    if let Some(b) = req.fork_approval {
+        t.fork_approval = b;
+    }
+    if let Some(b) = req.reply_to_outsiders {
+        t.reply_to_outsiders = b;
+    }
+    for login in &req.command_allowlist {
+        let login = login.trim();
+        if login.is_empty() || login.contains(char::is_whitespace) {
+            return Err(ApiError::BadRequest(format!(
+                "`{login}` is not a login for the command allowlist"
+            )));
+        }
+        t.command_allowlist.push(login.to_owned());
+    }
+    Ok(t)
+}
+
+/// How long `add_repo` waits for the remote's refs before answering (the
+/// first poll takes the baseline instead).
+const BASELINE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn add_repo(
     State(s): State<AppState>,
@@ -57,6 +114,20 @@ pub async fn add_repo(
     if req.url.trim().is_empty() {
         return Err(ApiError::BadRequest("repository URL is empty".into()));
     }
+    let settings = settings_from(req.triggers.as_ref())?;
+    // Check the forge settings before anything is stored.
+    if let Some(f) = &req.forge {
+        crate::forge::directory::resolve(
+            f.kind,
+            req.url.trim(),
+            f.api_url.as_deref(),
+            f.repo.as_deref(),
+        )
+        .map_err(ApiError::BadRequest)?;
+        if f.token.trim().is_empty() {
+            return Err(ApiError::BadRequest("the forge token is empty".into()));
+        }
+    }
     let r = s
         .engine
         .store
@@ -68,11 +139,26 @@ pub async fn add_repo(
             }
             other => other.into(),
         })?;
-    Ok(Json(RepoInfo {
-        name: r.name,
-        url: r.url,
-        created_at: r.created_at,
-    }))
+    s.engine.store.set_trigger_settings(r.id, &settings).await?;
+    let forge = match &req.forge {
+        Some(f) => Some(super::forges::store_settings(&s, &r, f).await?),
+        None => None,
+    };
+    // Only what changes from now on triggers: record what the remote has.
+    // A remote that cannot be reached now gets its baseline at the first
+    // poll instead.
+    match tokio::time::timeout(BASELINE_WAIT, s.engine.baseline(&r)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(repo = %r.name, error = %e, "no polling baseline yet"),
+        Err(_) => {
+            tracing::warn!(repo = %r.name, "the remote is slow: polling takes its baseline later")
+        }
+    }
+    Ok(Json(super::forges::repo_info(
+        r,
+        forge.as_ref(),
+        Some(triggers_view(&settings)),
+    )))
 }
 
 pub async fn agents(

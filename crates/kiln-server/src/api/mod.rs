@@ -4,6 +4,8 @@
 
 mod admin;
 mod agent;
+mod forges;
+mod hooks;
 mod logs;
 pub mod openapi;
 mod runs;
@@ -13,7 +15,7 @@ use crate::engine::Engine;
 use crate::error::ApiResult;
 use axum::Router;
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use kiln_proto::api::{JobSummary, Role, RunSummary};
 use kiln_proto::routes as r;
 use kiln_store::types::{InstanceRecord, RunRecord};
@@ -40,11 +42,17 @@ impl AppState {
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
+    let hook_limit = axum::extract::DefaultBodyLimit::max(state.engine.cfg.hook_body_limit);
     Router::new()
+        .route(r::HOOK_GITHUB, post(hooks::github).layer(hook_limit))
+        .route(r::HOOK_GITEA, post(hooks::gitea).layer(hook_limit))
+        .route(r::HOOK_FORGEJO, post(hooks::forgejo).layer(hook_limit))
+        .route(r::HOOK_GITLAB, post(hooks::gitlab).layer(hook_limit))
         .route(r::HEALTHZ, get(admin::healthz))
         .route(r::OPENAPI, get(openapi::document))
         .route(r::REPOS, get(admin::list_repos).post(admin::add_repo))
         .route(r::REPO_TRIGGER, post(runs::trigger))
+        .route(r::REPO_FORGE, put(forges::set).delete(forges::remove))
         .route(r::RUNS, get(runs::list))
         .route(r::RUN, get(runs::show))
         .route(r::RUN_RESULTS, get(runs::results))
@@ -52,6 +60,9 @@ pub fn router(state: AppState) -> Router {
         .route(r::RUN_LOGS_STREAM, get(logs::stream))
         .route(r::RUN_CANCEL, post(runs::cancel))
         .route(r::RUN_RETRY, post(runs::retry))
+        .route(r::RUN_APPROVE, post(runs::approve))
+        .route(r::REPO_DEPLOY, post(runs::deploy))
+        .route(r::REPO_ENVIRONMENTS, get(runs::environments))
         .route(r::AGENTS, get(admin::agents))
         .route(r::QUEUE, get(admin::queue))
         .route(r::TOKENS, post(admin::create_token))
@@ -75,6 +86,7 @@ pub(crate) fn run_summary(r: &RunRecord) -> RunSummary {
         git_ref: r.git_ref.clone(),
         event: r.event.clone(),
         status: r.status,
+        waiting: r.hold.clone().filter(|_| !r.status.is_terminal()),
         created_at: r.created_at,
         started_at: r.started_at,
         finished_at: r.finished_at,
@@ -92,6 +104,7 @@ pub(crate) fn job_summary(i: &InstanceRecord) -> JobSummary {
         runs_on: i.runs_on.clone(),
         weight: i.weight,
         reason: i.reason.clone(),
+        waiting: i.hold.clone().filter(|_| i.status == kiln_model::JobStatus::Queued),
         queued_at: Some(i.queued_at),
         started_at: i.started_at,
         finished_at: i.finished_at,

@@ -82,6 +82,23 @@ pub fn spec() -> Value {
         &["repo"],
     );
     add(
+        r::REPO_FORGE,
+        "put",
+        op(
+            "Set the repository's forge (commit statuses, pull request comments); the token is stored encrypted and never returned",
+            "admin",
+            Some("ForgeSettings"),
+            "RepoInfo",
+        ),
+        &["repo"],
+    );
+    add(
+        r::REPO_FORGE,
+        "delete",
+        op("Remove the repository's forge", "admin", None, "RepoInfo"),
+        &["repo"],
+    );
+    add(
         r::RUNS,
         "get",
         op(
@@ -221,6 +238,33 @@ pub fn spec() -> Value {
         ),
         &["job"],
     );
+    for (path, forge, header) in [
+        (r::HOOK_GITHUB, "GitHub", "X-Hub-Signature-256"),
+        (r::HOOK_GITEA, "Gitea", "X-Gitea-Signature"),
+        (
+            r::HOOK_FORGEJO,
+            "Forgejo",
+            "X-Forgejo-Signature (or X-Gitea-Signature)",
+        ),
+        (r::HOOK_GITLAB, "GitLab", "X-Gitlab-Token"),
+    ] {
+        let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
+        entry["post"] = json!({
+            "summary": format!("{forge} webhook delivery"),
+            "description": format!("No token: the body is verified with `{header}` against the repository's webhook secret before it is read. Answers at once; runs are created after. A delivery id seen before is answered as a duplicate and starts nothing. Bodies over `triggers.hook_body_limit_bytes` get 413."),
+            "security": [],
+            "parameters": [{ "name": "repo", "in": "query", "required": false, "schema": { "type": "string" }, "description": "The kiln repository whose secret verifies the delivery; without it every repository with a secret is tried." }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Object" } } } },
+            "responses": {
+                "200": { "description": "Accepted; nothing to do (ping, an ignored event, a duplicate delivery)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HookAccepted" } } } },
+                "202": { "description": "Accepted; the event is being handled", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HookAccepted" } } } },
+                "400": { "$ref": "#/components/responses/Error" },
+                "401": { "$ref": "#/components/responses/Error" },
+                "404": { "$ref": "#/components/responses/Error" },
+                "413": { "description": "Body too large" }
+            }
+        });
+    }
 
     let obj = |props: &[&str]| json!({ "type": "object", "properties": props.iter().map(|p| (p.to_string(), json!({}))).collect::<serde_json::Map<_, _>>() });
     let list = |item: &str| json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } });
@@ -236,14 +280,17 @@ pub fn spec() -> Value {
                 "Object": { "type": "object" },
                 "Health": obj(&["status"]),
                 "ErrorBody": obj(&["error"]),
-                "AddRepo": obj(&["name", "url"]),
-                "RepoInfo": obj(&["name", "url", "created_at"]),
+                "AddRepo": obj(&["name", "url", "forge"]),
+                "RepoInfo": obj(&["name", "url", "created_at", "forge"]),
+                "ForgeSettings": obj(&["kind", "api_url", "repo", "token"]),
+                "ForgeInfo": obj(&["kind", "api_url", "repo", "token_set"]),
+                "ForgeReportInfo": obj(&["delivered", "attempts", "last_error", "next_attempt_at", "comment_id"]),
                 "RepoList": list("RepoInfo"),
                 "TriggerRequest": obj(&["git_ref", "commit", "workflow", "event", "inputs", "flags"]),
                 "TriggerResponse": obj(&["runs"]),
                 "RunSummary": obj(&["id", "repo", "workflow_name", "workflow_file", "commit", "git_ref", "event", "status", "created_at", "started_at", "finished_at"]),
                 "RunList": list("RunSummary"),
-                "RunDetail": obj(&["id", "repo", "status", "error", "jobs"]),
+                "RunDetail": obj(&["id", "repo", "status", "error", "jobs", "forge"]),
                 "RunResult": obj(&["workflow_file", "workflow_name", "event", "commit", "status", "jobs"]),
                 "LogEntry": obj(&["job", "attempt", "step", "stream", "at", "text"]),
                 "LogsPage": obj(&["entries", "cursor"]),
@@ -261,7 +308,8 @@ pub fn spec() -> Value {
                 "Heartbeat": obj(&["attempt"]),
                 "HeartbeatReply": obj(&["cancel"]),
                 "LogChunk": obj(&["attempt", "seq", "lines"]),
-                "Completion": obj(&["attempt", "result"])
+                "Completion": obj(&["attempt", "result"]),
+                "HookAccepted": obj(&["repo", "event", "delivery", "duplicate", "queued"])
             }
         }
     })

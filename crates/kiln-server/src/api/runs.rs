@@ -7,7 +7,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use kiln_model::RunId;
-use kiln_proto::api::{RetryRequest, Role, RunDetail, RunSummary, TriggerRequest, TriggerResponse};
+use kiln_proto::api::{
+    ApproveRequest, DeployRequest, EnvironmentInfo, ForgeReportInfo, RetryRequest, Role, RunDetail, RunSummary, TriggerRequest, TriggerResponse,
+};
 use kiln_proto::results::RunResult;
 use serde::Deserialize;
 
@@ -59,10 +61,18 @@ pub async fn show(
     s.require(&headers, Role::Viewer).await?;
     let rec = s.engine.store.run(run).await?;
     let jobs = s.engine.store.instances(run).await?;
+    let forge = s.engine.store.report(run).await?.map(|r| ForgeReportInfo {
+        delivered: !r.due,
+        attempts: r.attempts,
+        last_error: r.last_error,
+        next_attempt_at: r.due.then_some(r.next_at),
+        comment_id: r.comment_id,
+    });
     Ok(Json(RunDetail {
         summary: run_summary(&rec),
         error: rec.error.clone(),
         jobs: jobs.iter().map(job_summary).collect(),
+        forge,
     }))
 }
 
@@ -106,4 +116,59 @@ pub async fn retry(
     let failed_only = body.map(|b| b.0.failed_only).unwrap_or(false);
     let new = s.engine.retry(run, failed_only).await?;
     Ok(Json(run_summary(&new)))
+}
+
+/// Approve or reject a job waiting for approval (or release a run held
+/// for a fork's pull request, without `job`).
+pub async fn approve(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(run): Path<RunId>,
+    Json(req): Json<ApproveRequest>,
+) -> ApiResult<Json<RunDetail>> {
+    s.require(&headers, Role::Maintainer).await?;
+    let who = crate::auth::who(s.engine.store.as_ref(), &headers).await?;
+    match &req.job {
+        Some(job) => {
+            s.engine.approve(run, job, req.reject, &who).await?;
+        }
+        None if req.reject => {
+            return Err(ApiError::BadRequest(
+                "to turn down a held run, cancel it (`kiln cancel`)".into(),
+            ));
+        }
+        None => {
+            if !s.engine.release_run(run).await? {
+                return Err(ApiError::Conflict(format!(
+                    "run {run} is not held for approval: name the job (`kiln approve {run} JOB`)"
+                )));
+            }
+        }
+    }
+    show(State(s), headers, Path(run)).await
+}
+
+/// Deploy a commit to an environment (`kiln deploy`).
+pub async fn deploy(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(repo): Path<String>,
+    Json(req): Json<DeployRequest>,
+) -> ApiResult<Json<TriggerResponse>> {
+    s.require(&headers, Role::Maintainer).await?;
+    let who = crate::auth::who(s.engine.store.as_ref(), &headers).await?;
+    let runs = s.engine.deploy(&repo, req, &who).await?;
+    Ok(Json(TriggerResponse {
+        runs: runs.iter().map(run_summary).collect(),
+    }))
+}
+
+/// Each environment's current commit and deploy history (`kiln envs`).
+pub async fn environments(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(repo): Path<String>,
+) -> ApiResult<Json<Vec<EnvironmentInfo>>> {
+    s.require(&headers, Role::Viewer).await?;
+    Ok(Json(s.engine.environments(&repo).await?))
 }

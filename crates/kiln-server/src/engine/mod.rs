@@ -10,6 +10,7 @@
 //! - a terminal instance is fed to its run graph exactly once
 //!   (`graph_applied`), even across a crash between the two writes.
 
+pub mod gates;
 pub mod results;
 pub mod transition;
 
@@ -48,6 +49,10 @@ pub struct EngineConfig {
     pub max_claim_wait: Duration,
     /// Directory of workflow files inside repositories.
     pub workflows_dir: String,
+    /// The time zone `on.schedule` crons are read in.
+    pub time_zone: jiff::tz::TimeZone,
+    /// Webhook bodies larger than this get 413.
+    pub hook_body_limit: usize,
 }
 
 pub struct Engine {
@@ -57,6 +62,8 @@ pub struct Engine {
     pub cfg: EngineConfig,
     /// The forge API of each repository that has one.
     pub forges: Arc<dyn crate::forge::ForgeDirectory>,
+    /// Links, the token key and the report deliverer's wake-up (forge/report.rs).
+    pub outbound: crate::forge::Outbound,
     work: Notify,
     /// Token roles already checked (see `auth::RoleCache`).
     pub roles: crate::auth::RoleCache,
@@ -64,6 +71,14 @@ pub struct Engine {
     claimed: Mutex<HashMap<InstanceId, (RunId, u32, u32)>>,
     run_locks: Mutex<HashMap<RunId, Arc<tokio::sync::Mutex<()>>>>,
     last_repo: Mutex<Option<RepoId>>,
+    /// Wakes the gatekeeper (engine/gates.rs).
+    gates_dirty: Notify,
+    /// One settling of gates at a time.
+    gate_lock: tokio::sync::Mutex<()>,
+    /// Holding gate entries already asked to cancel.
+    gate_cancelled: Mutex<std::collections::HashSet<i64>>,
+    /// (a, b): whether commit a is an ancestor of b (never changes).
+    ancestors: Mutex<HashMap<(String, String), bool>>,
 }
 
 fn lease_until(now: Timestamp, d: Duration) -> Timestamp {
@@ -74,19 +89,42 @@ fn lease_until(now: Timestamp, d: Duration) -> Timestamp {
 }
 
 impl Engine {
+    /// An engine without forges.
     pub fn new(store: Arc<dyn Store>, mirrors: Mirrors, cfg: EngineConfig) -> Arc<Engine> {
+        Self::with_forges(
+            store,
+            mirrors,
+            cfg,
+            Arc::new(crate::forge::NoForges),
+            crate::forge::Outbound::default(),
+        )
+    }
+
+    /// An engine whose repositories may have forges.
+    pub fn with_forges(
+        store: Arc<dyn Store>,
+        mirrors: Mirrors,
+        cfg: EngineConfig,
+        forges: Arc<dyn crate::forge::ForgeDirectory>,
+        outbound: crate::forge::Outbound,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
             mirrors,
             hub: LogHub::default(),
             cfg,
-            forges: Arc::new(crate::forge::NoForges),
+            forges,
+            outbound,
             work: Notify::new(),
             roles: Default::default(),
             workflows: Mutex::new(HashMap::new()),
             claimed: Mutex::new(HashMap::new()),
             run_locks: Mutex::new(HashMap::new()),
             last_repo: Mutex::new(None),
+            gates_dirty: Notify::new(),
+            gate_lock: tokio::sync::Mutex::new(()),
+            gate_cancelled: Mutex::new(Default::default()),
+            ancestors: Mutex::new(HashMap::new()),
         })
     }
 
@@ -248,7 +286,6 @@ impl Engine {
                 inputs: &inputs,
             });
             let rec = self
-                .store
                 .create_run(NewRun {
                     repo: repo.id,
                     workflow_file: path.clone(),
@@ -266,12 +303,16 @@ impl Engine {
                     status,
                     error,
                     graph,
+                    hold: None,
+                    gate: None,
                     now,
                 })
                 .await?;
             if rec.status == JobStatus::Queued {
                 self.advance(rec.id, Input::Start, Vec::new()).await?;
             }
+            // forge: report the new run (pending, or its end if it ended at once).
+            self.forge_news(rec.id, rec.repo).await;
             created.push(self.store.run(rec.id).await?);
         }
         if created.is_empty() {
@@ -281,6 +322,55 @@ impl Engine {
             }));
         }
         Ok(created)
+    }
+
+    /// Create a run; a workflow-level `concurrency:` puts it in its group,
+    /// held until the gatekeeper releases it.
+    pub(crate) async fn create_run(&self, mut new: NewRun) -> ApiResult<RunRecord> {
+        if let (Some(wf), false) = (&new.workflow, new.status.is_terminal())
+            && let Some(c) = &wf.concurrency
+        {
+            let empty = Value::Object(BTreeMap::new());
+            let cx = kiln_pipeline::plan::JobContexts {
+                github: &new.contexts.github,
+                inputs: &new.contexts.inputs,
+                needs: &empty,
+                vars: &empty,
+                kiln: &new.contexts.kiln,
+                secrets: &empty,
+            };
+            match kiln_pipeline::plan::workflow_group(c, cx) {
+                Ok(g) => {
+                    let actor = match new.contexts.github.get_ci("actor") {
+                        Some(Value::String(s)) => s.clone(),
+                        _ => "kiln".to_owned(),
+                    };
+                    new.hold = Some(kiln_proto::api::Waiting {
+                        kind: kiln_proto::api::WaitKind::Group,
+                        name: g.name.clone(),
+                    });
+                    new.gate = Some(kiln_store::types::NewGate {
+                        kind: kiln_core::gate::GateKind::Group,
+                        name: g.name,
+                        commit: new.commit.clone(),
+                        force: false,
+                        cancel_in_progress: g.cancel_in_progress,
+                        approval: kiln_core::gate::Approval::NotNeeded,
+                        actor,
+                    });
+                }
+                Err(e) => {
+                    new.status = JobStatus::Failure;
+                    new.error = Some(format!("workflow `{}`: {e}", wf.display_name()));
+                    new.graph = None;
+                }
+            }
+        }
+        let rec = self.store.create_run(new).await?;
+        if rec.hold.is_some() {
+            self.gates_changed();
+        }
+        Ok(rec)
     }
 
     fn inputs_for(
@@ -321,6 +411,10 @@ impl Engine {
             if rec.graph.is_none() {
                 return Ok(());
             }
+            if rec.hold.is_some() && matches!(input, Input::Start) {
+                // Waits for its concurrency group (engine/gates.rs).
+                return Ok(());
+            }
             let Some(wf) = self.workflow(run).await? else {
                 return Ok(());
             };
@@ -336,10 +430,18 @@ impl Engine {
             )
             .map_err(ApiError::Internal)?;
             let cancels = !t.cancel.is_empty();
+            let status_changed = t.status.is_some();
             match self.store.apply(run, t).await {
                 Ok(_) => {
                     if fx.queued > 0 {
                         self.work.notify_waiters();
+                    }
+                    if fx.gated || wf_gated(&wf) {
+                        self.gates_changed();
+                    }
+                    if status_changed {
+                        // forge: the run started or ended (Effects.finished).
+                        self.forge_news(run, rec.repo).await;
                     }
                     if let Some(status) = fx.finished {
                         self.hub.publish(run, HubMsg::End(status));
@@ -385,7 +487,18 @@ impl Engine {
             .extend_all_leases(lease_until(now, self.cfg.lease))
             .await?;
         self.feed_unapplied().await?;
+        let held: std::collections::HashSet<RunId> = self
+            .store
+            .held_runs()
+            .await?
+            .into_iter()
+            .map(|(run, _)| run)
+            .collect();
         for run in self.store.active_runs().await? {
+            // A held run waits for `release_run`, restart or not.
+            if held.contains(&run) {
+                continue;
+            }
             self.advance(run, Input::Start, Vec::new()).await?;
         }
         Ok(())
@@ -461,11 +574,21 @@ impl Engine {
                     let job = wf.jobs.get(inst.node as usize).cloned().ok_or_else(|| {
                         ApiError::Internal(format!("run {} has no job {}", inst.run, inst.node))
                     })?;
+                    let deploys = job.environment.is_some();
                     let workflow = Workflow {
                         jobs: vec![job],
                         ..Workflow::clone_head(&wf)
                     };
+                    let mut contexts = inst.contexts;
+                    if deploys
+                        && let Some(d) = self.deploy_context(inst.run, inst.id).await?
+                        && let Value::Object(k) = &mut contexts.kiln
+                    {
+                        k.insert("deploy".into(), d);
+                    }
                     self.remember(inst.id, inst.run, inst.node, inst.index);
+                    // forge: a job started (the comment says "running").
+                    self.forge_news(inst.run, inst.repo).await;
                     return Ok(Some(Assignment {
                         job: inst.id,
                         attempt: inst.attempt,
@@ -476,7 +599,7 @@ impl Engine {
                         job_index: 0,
                         workflow,
                         name: inst.name,
-                        contexts: inst.contexts,
+                        contexts,
                         lease_ms: self.cfg.lease.as_millis() as u64,
                         heartbeat_ms: self.cfg.heartbeat.as_millis() as u64,
                     }));
@@ -592,7 +715,6 @@ impl Engine {
         }
         let graph = old.workflow.as_ref().map(new_graph);
         let rec = self
-            .store
             .create_run(NewRun {
                 repo: old.repo,
                 workflow_file: old.workflow_file.clone(),
@@ -609,14 +731,27 @@ impl Engine {
                 contexts,
                 error: old.error,
                 graph,
+                hold: None,
+                gate: None,
                 now: Timestamp::now(),
             })
             .await?;
         if rec.status == JobStatus::Queued {
             self.advance(rec.id, Input::Start, Vec::new()).await?;
         }
+        // forge: report the new run.
+        self.forge_news(rec.id, rec.repo).await;
         Ok(self.store.run(rec.id).await?)
     }
+}
+
+/// The workflow has a concurrency group or a deploy somewhere.
+fn wf_gated(wf: &Workflow) -> bool {
+    wf.concurrency.is_some()
+        || wf
+            .jobs
+            .iter()
+            .any(|j| j.environment.is_some() || j.concurrency.is_some())
 }
 
 fn short(sha: &str) -> &str {

@@ -1,9 +1,30 @@
-//! Which forge API (if any) serves a repository.
+//! Which forge API (if any) serves a repository, and what kiln tells it.
 //!
 //! The engine asks a [`ForgeDirectory`] for a repository's forge when it
 //! needs one (a comment command's permission check, a reply, a commit
 //! status). A repository without a configured forge gets `None`: kiln then
 //! works from git alone (polling, no statuses).
+//!
+//! - [`http`], [`github`], [`gitea`], [`gitlab`]: the HTTP adapters of
+//!   [`ForgeApi`];
+//! - [`secret`]: forge tokens sealed at rest;
+//! - [`directory`]: [`StoreForges`](directory::StoreForges), the directory
+//!   over the store's settings;
+//! - [`status`] (pure rules) and [`report`] (the outbox deliverer): commit
+//!   statuses and the pull request comment of every run.
+//!
+//! Design note: `docs/design/forge-api.md`.
+
+pub mod directory;
+pub mod gitea;
+pub mod github;
+pub mod gitlab;
+pub mod http;
+pub mod report;
+pub mod secret;
+pub mod status;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use kiln_forge::api::ForgeApi;
 use kiln_model::RepoId;
@@ -21,6 +42,10 @@ pub struct RepoForge {
 #[async_trait::async_trait]
 pub trait ForgeDirectory: Send + Sync {
     async fn forge(&self, repo: RepoId) -> Option<RepoForge>;
+
+    /// The repository's forge settings were just changed (or removed) in
+    /// the store: forget anything cached for it. Default: nothing cached.
+    fn changed(&self, _repo: RepoId) {}
 }
 
 /// No repository has a forge.
@@ -30,5 +55,28 @@ pub struct NoForges;
 impl ForgeDirectory for NoForges {
     async fn forge(&self, _repo: RepoId) -> Option<RepoForge> {
         None
+    }
+}
+
+/// What the outbound half needs besides the directory: where links point,
+/// the key that seals tokens, and the deliverer's wake-up call.
+#[derive(Default)]
+pub struct Outbound {
+    /// The server's public URL (no trailing slash); links in statuses and
+    /// comments start with it. Empty: no links.
+    pub public_url: String,
+    /// Seals and opens forge tokens; `None`: forge settings cannot be set.
+    pub key: Option<Arc<secret::SecretKey>>,
+    /// Wakes the deliverer when a report is requested.
+    pub(crate) wake: tokio::sync::Notify,
+}
+
+impl Outbound {
+    pub fn new(public_url: &str, key: Arc<secret::SecretKey>) -> Outbound {
+        Outbound {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            key: Some(key),
+            wake: tokio::sync::Notify::new(),
+        }
     }
 }

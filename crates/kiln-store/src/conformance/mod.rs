@@ -11,15 +11,19 @@
 //! so (it is then part of the contract).
 
 mod fixtures;
+mod forges;
 mod logs;
 mod queue;
 mod records;
 mod transitions;
+mod triggers;
 
+pub use forges::*;
 pub use logs::*;
 pub use queue::*;
 pub use records::*;
 pub use transitions::*;
+pub use triggers::*;
 
 use crate::ports::Store;
 use std::future::Future;
@@ -73,6 +77,14 @@ macro_rules! __conformance_cases {
             logs_fenced_by_attempt,
             agents_upsert,
             tokens,
+            trigger_settings_default_then_set,
+            polled_refs_baseline_and_replace,
+            deliveries_and_events_claim_once,
+            schedules_compare_and_set,
+            pull_request_polls_upsert,
+            held_runs_release_once,
+            forges_set_replace_remove,
+            forge_reports_outbox,
         }
     };
 }

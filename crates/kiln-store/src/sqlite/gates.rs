@@ -339,20 +339,6 @@ impl GateStore for SqliteStore {
         Ok(true)
     }
 
-    async fn release_run(&self, run: RunId, now: Timestamp) -> Result<bool> {
-        let _ = now;
-        let done = sqlx::query(
-            "UPDATE runs SET hold = NULL WHERE id = ? AND hold IS NOT NULL AND status = 'queued' \
-             AND NOT EXISTS (SELECT 1 FROM gate_entries g WHERE g.run_id = runs.id \
-             AND g.instance_id IS NULL AND g.state = 'waiting')",
-        )
-        .bind(run.0)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
-    }
-
     async fn environment(&self, repo: RepoId, name: &str) -> Result<Option<EnvironmentRecord>> {
         let row = sqlx::query(
             "SELECT repo_id, name, commit_sha, healthy, run_id, entry_id, deployed_by, \

@@ -26,6 +26,16 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0001_initial.sql"),
     ),
     (
+        2,
+        "triggers",
+        include_str!("../../migrations/sqlite/0002_triggers.sql"),
+    ),
+    (
+        3,
+        "forges",
+        include_str!("../../migrations/sqlite/0003_forges.sql"),
+    ),
+    (
         4,
         "gates",
         include_str!("../../migrations/sqlite/0004_gates.sql"),

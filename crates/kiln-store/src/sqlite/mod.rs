@@ -33,11 +33,13 @@
 mod agents;
 mod codec;
 mod gates;
+mod forges;
 mod logs;
 mod migrations;
 mod queue;
 mod repos;
 mod runs;
+mod triggers;
 
 use crate::ports::{Result, StoreError};
 use sqlx::sqlite::{

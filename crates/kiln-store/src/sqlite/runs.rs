@@ -126,6 +126,62 @@ async fn run_exists(conn: &mut SqliteConnection, id: RunId) -> Result<bool> {
     )
 }
 
+/// Insert a run inside the caller's write transaction and read it back.
+/// `NotFound` when its repository does not exist.
+pub(super) async fn insert_run(
+    tx: &mut Transaction<'static, Sqlite>,
+    run: &NewRun,
+) -> Result<RunRecord> {
+    let repo_exists = sqlx::query_scalar::<_, i64>("SELECT 1 FROM repos WHERE id = ?")
+        .bind(run.repo.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .is_some();
+    if !repo_exists {
+        return Err(StoreError::NotFound(format!("repository {}", run.repo)));
+    }
+    // A run created terminal (an invalid workflow, a path-filtered skip) is
+    // finished at once.
+    let finished_at = run.status.is_terminal().then(|| ts(run.now));
+    let workflow = run.workflow.as_ref().map(to_json).transpose()?;
+    let hold = match (&run.hold, run.status.is_terminal()) {
+        (Some(h), false) => Some(to_json(h)?),
+        _ => None,
+    };
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO runs (repo_id, workflow_file, workflow_name, commit_sha, git_ref, event, \
+         workflow, contexts, status, error, graph, hold, version, created_at, finished_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
+    )
+    .bind(run.repo.0)
+    .bind(&run.workflow_file)
+    .bind(&run.workflow_name)
+    .bind(&run.commit)
+    .bind(&run.git_ref)
+    .bind(&run.event)
+    .bind(workflow)
+    .bind(to_json(&run.contexts)?)
+    .bind(status_str(run.status))
+    .bind(&run.error)
+    .bind(&run.graph)
+    .bind(hold)
+    .bind(ts(run.now))
+    .bind(finished_at)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)?;
+    if let (Some(gate), false) = (&run.gate, run.status.is_terminal()) {
+        super::gates::insert_entry(tx, run.repo, RunId(id), None, gate, run.now).await?;
+    }
+    let row = sqlx::query(&format!("{SELECT_RUN} WHERE r.id = ?"))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+    run_record(&row)
+}
+
 async fn insert_instance(
     tx: &mut Transaction<'static, Sqlite>,
     run: RunId,
@@ -228,53 +284,7 @@ async fn cancel_instance(
 impl RunStore for SqliteStore {
     async fn create_run(&self, run: NewRun) -> Result<RunRecord> {
         let mut tx = self.write().await?;
-        let repo_exists = sqlx::query_scalar::<_, i64>("SELECT 1 FROM repos WHERE id = ?")
-            .bind(run.repo.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .is_some();
-        if !repo_exists {
-            return Err(StoreError::NotFound(format!("repository {}", run.repo)));
-        }
-        // A run created terminal (an invalid workflow) is finished at once.
-        let finished_at = run.status.is_terminal().then(|| ts(run.now));
-        let workflow = run.workflow.as_ref().map(to_json).transpose()?;
-        let hold = match (&run.hold, run.status.is_terminal()) {
-            (Some(h), false) => Some(to_json(h)?),
-            _ => None,
-        };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (repo_id, workflow_file, workflow_name, commit_sha, git_ref, event, \
-             workflow, contexts, status, error, graph, hold, version, created_at, finished_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
-        )
-        .bind(run.repo.0)
-        .bind(&run.workflow_file)
-        .bind(&run.workflow_name)
-        .bind(&run.commit)
-        .bind(&run.git_ref)
-        .bind(&run.event)
-        .bind(workflow)
-        .bind(to_json(&run.contexts)?)
-        .bind(status_str(run.status))
-        .bind(&run.error)
-        .bind(&run.graph)
-        .bind(hold)
-        .bind(ts(run.now))
-        .bind(finished_at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if let (Some(gate), false) = (&run.gate, run.status.is_terminal()) {
-            super::gates::insert_entry(&mut tx, run.repo, RunId(id), None, gate, run.now).await?;
-        }
-        let row = sqlx::query(&format!("{SELECT_RUN} WHERE r.id = ?"))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let record = run_record(&row)?;
+        let record = insert_run(&mut tx, &run).await?;
         commit(tx).await?;
         Ok(record)
     }

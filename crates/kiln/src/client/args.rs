@@ -73,6 +73,38 @@ pub enum ClientCommand {
     ))]
     Retry(RetryArgs),
 
+    /// Deploy a commit to an environment: runs the jobs that deploy there
+    #[command(
+        long_about = "Run, at COMMIT, the jobs of every workflow that deploy to ENV (`environment: ENV`) \
+                      and the jobs they need, with `github.event_name == 'deploy'`. Deploys of one \
+                      environment run one at a time, and a commit older than the one the environment \
+                      runs is refused as stale unless --force (how a person rolls back). Prints the \
+                      new runs' ids. See docs/deploys.md.",
+        after_help = format!(
+            "Examples:\n  kiln deploy web production --commit 3f2a9c1\n  \
+             kiln deploy web production --commit v1.4.0 --force\n\n{CONNECT_HELP}\n\n{EXIT_HELP}"
+        )
+    )]
+    Deploy(DeployArgs),
+
+    /// Show each environment's current commit, who deployed it and its history
+    #[command(after_help = format!(
+        "Examples:\n  kiln envs web\n  kiln envs web --json\n\n{CONNECT_HELP}\n\n{EXIT_HELP}"
+    ))]
+    Envs(EnvsArgs),
+
+    /// Approve a deploy job waiting for approval (or a run held for a fork's pull request)
+    #[command(after_help = format!(
+        "Examples:\n  kiln approve 42 deploy\n  kiln approve 42   # a fork's pull request\n\n{CONNECT_HELP}\n\n{EXIT_HELP}"
+    ))]
+    Approve(ApproveArgs),
+
+    /// Reject a deploy job waiting for approval: it ends as cancelled
+    #[command(after_help = format!(
+        "Examples:\n  kiln reject 42 deploy\n\n{CONNECT_HELP}\n\n{EXIT_HELP}"
+    ))]
+    Reject(RejectArgs),
+
     /// List the agents, their labels and how busy they are
     #[command(after_help = format!(
         "Examples:\n  kiln agents\n  kiln agents --json\n\n{CONNECT_HELP}\n\n{EXIT_HELP}"
@@ -111,7 +143,10 @@ pub enum RepoCommand {
     /// Register a git repository with the server under NAME
     #[command(after_help = format!(
         "Examples:\n  kiln repo add web https://git.example.com/web.git\n  \
-         kiln repo add tools file:///srv/git/tools.git\n  kiln repo add scratch ~/src/scratch\n\n\
+         kiln repo add tools file:///srv/git/tools.git\n  kiln repo add scratch ~/src/scratch\n  \
+         kiln repo add web https://git.example.com/web.git --poll-interval 300 \\\n      \
+         --webhook-secret-file /etc/kiln/web.secret --allow alice --allow bob\n\n\
+         kiln repo add web https://github.com/octo/web.git --forge github --forge-token-env GITHUB_TOKEN\n\n\
          {CONNECT_HELP}\n\n{EXIT_HELP}"
     ))]
     Add(RepoAddArgs),
@@ -120,6 +155,58 @@ pub enum RepoCommand {
         "Examples:\n  kiln repo list\n  kiln repo list --json\n\n{CONNECT_HELP}\n\n{EXIT_HELP}"
     ))]
     List(ListArgs),
+    /// Set or remove the forge a repository reports to (commit statuses, PR comments)
+    #[command(after_help = format!(
+        "Examples:\n  kiln repo forge web --forge github --forge-token-env GITHUB_TOKEN\n  \
+         kiln repo forge tools --forge gitlab --forge-url https://gitlab.example.com/api/v4 \\\n    \
+         --forge-repo infra/tools --forge-token-file /run/secrets/gitlab\n  \
+         kiln repo forge web --remove\n\n\
+         The token is stored encrypted on the server and never shown again.\n\n\
+         {CONNECT_HELP}\n\n{EXIT_HELP}"
+    ))]
+    Forge(RepoForgeArgs),
+}
+
+/// Where a repository's forge is and how to reach it.
+#[derive(Debug, Args)]
+pub struct ForgeArgs {
+    /// The forge hosting the repository: github, gitea, forgejo or gitlab
+    #[arg(long, value_name = "KIND")]
+    pub forge: Option<String>,
+    /// The forge's API root (default: from the repository URL: https://api.github.com, \
+    /// https://HOST/api/v1 for Gitea/Forgejo, https://HOST/api/v4 for GitLab)
+    #[arg(long, value_name = "URL", requires = "forge")]
+    pub forge_url: Option<String>,
+    /// The repository's full name on the forge (default: the repository URL's path)
+    #[arg(long, value_name = "OWNER/NAME", requires = "forge")]
+    pub forge_repo: Option<String>,
+    /// Read the forge API token from this environment variable
+    #[arg(
+        long = "forge-token-env",
+        value_name = "VAR",
+        requires = "forge",
+        conflicts_with = "forge_token_file"
+    )]
+    pub forge_token_env: Option<String>,
+    /// Read the forge API token from this file (--token-file is kiln's own token)
+    #[arg(long = "forge-token-file", value_name = "PATH", requires = "forge")]
+    pub forge_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RepoForgeArgs {
+    /// The repository's name in kiln
+    pub name: String,
+    #[command(flatten)]
+    pub forge: ForgeArgs,
+    /// Remove the repository's forge (no more statuses or comments)
+    #[arg(long, conflicts_with = "forge")]
+    pub remove: bool,
+    /// Print the server's answer as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +215,23 @@ pub struct RepoAddArgs {
     pub name: String,
     /// Any git URL the server can fetch: https://, ssh, git://, file://, or a path on the server
     pub url: String,
+    /// Seconds between polls of the remote for new commits (default 60; 0 turns polling off)
+    #[arg(long, value_name = "SECS")]
+    pub poll_interval: Option<u32>,
+    /// A file holding the secret webhooks are signed with (or set KILN_WEBHOOK_SECRET)
+    #[arg(long, value_name = "PATH")]
+    pub webhook_secret_file: Option<std::path::PathBuf>,
+    /// Run pull requests from forks without waiting for a maintainer's approval
+    #[arg(long)]
+    pub no_fork_approval: bool,
+    /// A login allowed to run comment commands such as `!testme` (repeatable; default: anyone with write access on the forge)
+    #[arg(long = "allow", value_name = "USER")]
+    pub allow: Vec<String>,
+    /// Do not answer a refused comment command with a reply
+    #[arg(long)]
+    pub no_outsider_reply: bool,
+    #[command(flatten)]
+    pub forge: ForgeArgs,
     /// Print the server's answer as JSON
     #[arg(long)]
     pub json: bool,
@@ -227,6 +331,62 @@ pub struct LogsArgs {
 pub struct CancelArgs {
     /// The run's id
     pub run: RunId,
+    /// Print the server's answer as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The repository's name
+    pub repo: String,
+    /// The environment (`environment:` of the deploy jobs)
+    pub env: String,
+    /// The commit, branch or tag to deploy
+    #[arg(long, value_name = "SHA")]
+    pub commit: String,
+    /// Deploy even if the environment runs a newer commit (a manual rollback)
+    #[arg(long)]
+    pub force: bool,
+    /// Print the server's answer as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvsArgs {
+    /// The repository's name
+    pub repo: String,
+    /// Print the server's answer as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The run's id
+    pub run: RunId,
+    /// The job key under `jobs:` (leave out for a run held for a fork's pull request)
+    pub job: Option<String>,
+    /// Print the server's answer as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    /// The run's id
+    pub run: RunId,
+    /// The job key under `jobs:`
+    pub job: String,
     /// Print the server's answer as JSON
     #[arg(long)]
     pub json: bool,

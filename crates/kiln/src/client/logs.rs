@@ -400,6 +400,7 @@ mod tests {
 
     fn job(id: i64, key: &str, name: &str) -> JobSummary {
         JobSummary {
+            waiting: None,
             id: InstanceId(id),
             job: key.into(),
             name: name.into(),
@@ -419,6 +420,7 @@ mod tests {
         let t = "2025-03-01T12:00:00Z".parse().expect("ts");
         RunDetail {
             summary: RunSummary {
+                waiting: None,
                 id: RunId(42),
                 repo: "web".into(),
                 workflow_name: "ci".into(),
@@ -433,6 +435,7 @@ mod tests {
             },
             error: None,
             jobs,
+            forge: None,
         }
     }
 

@@ -14,6 +14,7 @@ mod error;
 mod fleet;
 mod logs;
 mod repo;
+mod deploys;
 mod runs;
 mod table;
 mod token;
@@ -61,12 +62,21 @@ fn execute(cmd: &ClientCommand, endpoint: &Endpoint, color: bool) -> Result<i32,
         match cmd {
             ClientCommand::Repo(RepoCommand::Add(a)) => repo::add(&ctx, a).await,
             ClientCommand::Repo(RepoCommand::List(a)) => repo::list(&ctx, a).await,
+            ClientCommand::Repo(RepoCommand::Forge(a)) => repo::forge(&ctx, a).await,
             ClientCommand::Trigger(a) => trigger::trigger(&ctx, a).await,
             ClientCommand::Runs(a) => runs::list(&ctx, a).await,
             ClientCommand::Show(a) => runs::show(&ctx, a).await,
             ClientCommand::Logs(a) => logs::logs(&ctx, a).await,
             ClientCommand::Cancel(a) => runs::cancel(&ctx, a).await,
             ClientCommand::Retry(a) => runs::retry(&ctx, a).await,
+            ClientCommand::Deploy(a) => deploys::deploy(&ctx, a).await,
+            ClientCommand::Envs(a) => deploys::envs(&ctx, a).await,
+            ClientCommand::Approve(a) => {
+                deploys::approve(&ctx, a.run, a.job.clone(), false, a.json).await
+            }
+            ClientCommand::Reject(a) => {
+                deploys::approve(&ctx, a.run, Some(a.job.clone()), true, a.json).await
+            }
             ClientCommand::Agents(a) => fleet::agents(&ctx, a).await,
             ClientCommand::Queue(a) => fleet::queue(&ctx, a).await,
             ClientCommand::Token(TokenCommand::Create(a)) => token::create(&ctx, a).await,
@@ -78,12 +88,17 @@ fn connect_args(cmd: &ClientCommand) -> &ConnectArgs {
     match cmd {
         ClientCommand::Repo(RepoCommand::Add(a)) => &a.connect,
         ClientCommand::Repo(RepoCommand::List(a)) => &a.connect,
+        ClientCommand::Repo(RepoCommand::Forge(a)) => &a.connect,
         ClientCommand::Trigger(a) => &a.connect,
         ClientCommand::Runs(a) => &a.connect,
         ClientCommand::Show(a) => &a.connect,
         ClientCommand::Logs(a) => &a.connect,
         ClientCommand::Cancel(a) => &a.connect,
         ClientCommand::Retry(a) => &a.connect,
+        ClientCommand::Deploy(a) => &a.connect,
+        ClientCommand::Envs(a) => &a.connect,
+        ClientCommand::Approve(a) => &a.connect,
+        ClientCommand::Reject(a) => &a.connect,
         ClientCommand::Agents(a) => &a.connect,
         ClientCommand::Queue(a) => &a.connect,
         ClientCommand::Token(TokenCommand::Create(a)) => &a.connect,

@@ -118,6 +118,16 @@ pub fn runs_table(runs: &[RunSummary], style: Style, now: Timestamp) -> String {
 
 /// `kiln show`: the run, why it failed (if it failed before any job ran),
 /// and its jobs.
+/// `in 4s` (or `now`) until `at`.
+fn until(now: Timestamp, at: Timestamp) -> String {
+    let secs = at.duration_since(now).as_secs();
+    if secs <= 0 {
+        "now".to_owned()
+    } else {
+        format!("in {secs}s")
+    }
+}
+
 pub fn render_run(run: &RunDetail, style: Style, now: Timestamp) -> String {
     let r = &run.summary;
     let mut s = format!(
@@ -144,6 +154,24 @@ pub fn render_run(run: &RunDetail, style: Style, now: Timestamp) -> String {
     for (k, v) in fields {
         s.push_str(&format!("  {k:<9} {v}\n"));
     }
+    if let Some(f) = &run.forge {
+        let line = match (&f.last_error, f.delivered) {
+            (None, true) => "reported".to_owned(),
+            (None, false) => "reporting…".to_owned(),
+            (Some(e), _) => {
+                let next = match f.next_attempt_at {
+                    Some(at) if !f.delivered => format!("; next try {}", until(now, at)),
+                    _ => String::new(),
+                };
+                format!(
+                    "{} ({} failed tries{next}): {e}",
+                    style.paint("33", "not reported yet"),
+                    f.attempts
+                )
+            }
+        };
+        s.push_str(&format!("  {:<9} {line}\n", "forge"));
+    }
     if let Some(error) = &run.error {
         s.push('\n');
         s.push_str(&style.paint("31", "the run failed before any job ran:"));
@@ -166,11 +194,17 @@ pub fn render_run(run: &RunDetail, style: Style, now: Timestamp) -> String {
             t.row(vec![
                 j.id.to_string().into(),
                 j.name.as_str().into(),
-                style.status(j.status),
+                match &j.waiting {
+                    Some(w) => w.status_word().into(),
+                    None => style.status(j.status),
+                },
                 j.attempt.to_string().into(),
                 j.agent.as_deref().unwrap_or("").into(),
                 took(now, j.started_at, j.finished_at).into(),
-                j.reason.as_deref().unwrap_or("").into(),
+                match (&j.waiting, &j.reason) {
+                    (Some(w), _) => w.to_string().into(),
+                    (None, r) => r.as_deref().unwrap_or("").into(),
+                },
             ]);
         }
         s.push('\n');
@@ -191,6 +225,7 @@ mod tests {
 
     fn summary(id: i64, status: JobStatus) -> RunSummary {
         RunSummary {
+            waiting: None,
             id: RunId(id),
             repo: "web".into(),
             workflow_name: "ci".into(),
@@ -227,6 +262,7 @@ mod tests {
             summary: summary(42, JobStatus::Failure),
             error: None,
             jobs: vec![JobSummary {
+                waiting: None,
                 id: InstanceId(7),
                 job: "test".into(),
                 name: "test (linux)".into(),
@@ -240,6 +276,7 @@ mod tests {
                 started_at: Some(ts("2025-03-01T11:57:02Z")),
                 finished_at: Some(ts("2025-03-01T11:57:32Z")),
             }],
+            forge: None,
         };
         assert_eq!(
             render_run(&detail, Style { color: false }, ts(NOW)),

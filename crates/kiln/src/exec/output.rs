@@ -5,7 +5,7 @@
 use kiln_exec::port::{LogLine, Stream};
 use kiln_exec::runner::JobObserver;
 use kiln_model::{JobStatus, StepStatus};
-use kiln_proto::results::{JobResult, StepResult};
+use kiln_proto::results::{DeployOutcome, JobResult, StepResult};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -175,6 +175,18 @@ pub fn summary(printer: &Printer, jobs: &[&JobResult]) -> String {
                 format!("{}; {r}", slowest.join(", "))
             }
             (Some(_) | None, _) => slowest.join(", "),
+        };
+        let detail = match j.deploy {
+            None => detail,
+            Some(d) => {
+                let d = match d {
+                    DeployOutcome::Healthy => "healthy",
+                    DeployOutcome::RolledBack => "rolled back",
+                    DeployOutcome::RollbackFailed => "rollback failed",
+                    DeployOutcome::Unhealthy => "unhealthy",
+                };
+                format!("[deploy: {d}] {detail}")
+            }
         };
         s.push_str(&format!(
             "{}{}  {status}{}  {:>8}  {detail}\n",

@@ -82,18 +82,38 @@ pub struct Server {
     pub port: u16,
     child: Option<Child>,
     pub lease_seconds: f64,
+    /// Extra environment for the server process (`start_with`).
+    env: Vec<(String, String)>,
+    /// Everything the server printed (stdout and stderr), for tests that
+    /// read its logs.
+    output: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
     pub fn start(data: &Path, lease_seconds: f64) -> Server {
+        Server::start_with(data, lease_seconds, &[])
+    }
+
+    /// With extra environment variables (they win over the defaults here).
+    pub fn start_with(data: &Path, lease_seconds: f64, env: &[(&str, &str)]) -> Server {
         let mut s = Server {
             data: data.to_path_buf(),
             port: free_port(),
             child: None,
             lease_seconds,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            output: Default::default(),
         };
         s.spawn();
         s
+    }
+
+    /// What the server printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
     }
 
     fn spawn(&mut self) {
@@ -111,9 +131,20 @@ impl Server {
                 (self.lease_seconds / 4.0).to_string(),
             )
             .env("KILN_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start kiln server");
+        let stderr = child.stderr.take().unwrap();
+        let sink = self.output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut out = sink.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
         // Handshake: the server prints its address once it listens.
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
@@ -121,10 +152,23 @@ impl Server {
             match lines.next() {
                 Some(Ok(l)) if l.contains("listening on") => break,
                 Some(Ok(_)) => {}
-                _ => panic!("kiln server exited before listening"),
+                _ => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!(
+                        "kiln server exited before listening:\n{}",
+                        self.output.lock().unwrap()
+                    )
+                }
             }
         }
-        std::thread::spawn(move || for _ in lines {});
+        let sink = self.output.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut out = sink.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
         self.child = Some(child);
     }
 

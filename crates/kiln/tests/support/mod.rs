@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod fake_forge;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,818 @@
+//! Triggers: what happened on a forge or a remote (a webhook delivery, a
+//! poll that saw a moved ref or a new pull request comment, a schedule's
+//! slot) becomes runs.
+//!
+//! Every source produces a [`TriggerEvent`] and goes through one door,
+//! [`Engine::on_event`]: the event is claimed by its key in the store
+//! (`push:<ref>:<sha>`, `pull_request:<n>:<sha>`, `comment:<id>`,
+//! `schedule:<file>:<i>:<slot>`) so that a webhook and a later poll of the
+//! same change start it once, then each workflow at the event's commit is
+//! matched ([`decide`], pure) and runs are created pinned to that commit.
+//!
+//! Invariants:
+//! - an event key is claimed before any run is created; if the work fails
+//!   before anything was created the claim is released so that the next
+//!   report (a poll) can try again;
+//! - a deleted ref and a closed pull request start nothing;
+//! - a workflow excluded only by its path filters gets a run created
+//!   `skipped` with [`decide::SKIPPED_NO_CHANGES`];
+//! - a fork's pull request run is created held when the repository asks
+//!   for approval, and starts only through [`Engine::release_run`];
+//! - a comment command runs only for an allowed author; an unknown flag or
+//!   a refused author is answered on the pull request, never ignored.
+//!
+//! Design note: `docs/design/triggers.md`.
+
+pub mod decide;
+pub mod hooks;
+pub mod poller;
+
+use crate::engine::Engine;
+use crate::engine::transition::{Input, new_graph};
+use crate::error::ApiError;
+use crate::forge::RepoForge;
+use crate::git::GitError;
+use decide::Decision;
+use jiff::Timestamp;
+use kiln_forge::command::CommentMatch;
+use kiln_forge::webhook::{ForgeEvent, PrAction};
+use kiln_model::workflow::Workflow;
+use kiln_model::{JobStatus, RunId, Value};
+use kiln_store::StoreError;
+use kiln_store::types::{NewRun, RepoRecord, RunContexts};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Something that may start runs of one repository, whatever reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TriggerEvent {
+    Push(PushEvent),
+    PullRequest(PullRequestEvent),
+    Comment(CommentEvent),
+    Schedule(ScheduleEvent),
+}
+
+/// A ref moved, was created or deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushEvent {
+    /// Full ref: `refs/heads/main`, `refs/tags/v1`.
+    pub git_ref: String,
+    /// The old commit; `None` for a new ref.
+    pub before: Option<String>,
+    pub after: String,
+    pub deleted: bool,
+    /// From the webhook payload; `None`: computed with git when a
+    /// workflow's path filters need it.
+    pub changed_files: Option<Vec<String>>,
+    pub pusher: String,
+}
+
+/// A pull request was opened, updated, reopened or closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullRequestEvent {
+    pub action: PrAction,
+    pub number: u64,
+    pub head_sha: String,
+    pub head_ref: String,
+    pub base_ref: String,
+    pub from_fork: bool,
+    pub author: String,
+}
+
+/// A new comment on a pull request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommentEvent {
+    pub pr: u64,
+    pub comment_id: u64,
+    pub author: String,
+    pub body: String,
+    /// The pull request's head when the report carried it; else asked
+    /// from the forge.
+    pub head_sha: Option<String>,
+}
+
+/// A schedule slot of one workflow on the default branch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleEvent {
+    pub workflow_file: String,
+    pub index: u32,
+    pub cron: String,
+    pub slot: Timestamp,
+    /// The default branch's commit and full ref when the schedule was read.
+    pub commit: String,
+    pub git_ref: Option<String>,
+}
+
+impl TriggerEvent {
+    /// The event of a verified webhook: `None` for what starts nothing by
+    /// nature (ping, ignored events, comments on plain issues).
+    pub fn from_forge(ev: ForgeEvent) -> Option<TriggerEvent> {
+        match ev {
+            ForgeEvent::Push(p) => Some(TriggerEvent::Push(PushEvent {
+                before: (!p.created && !is_zero(&p.before)).then_some(p.before),
+                git_ref: p.git_ref,
+                after: p.after,
+                deleted: p.deleted,
+                changed_files: p.changed_files,
+                pusher: p.pusher,
+            })),
+            ForgeEvent::PullRequest(pr) => Some(TriggerEvent::PullRequest(PullRequestEvent {
+                action: pr.action,
+                number: pr.number,
+                head_sha: pr.head_sha,
+                head_ref: pr.head_ref,
+                base_ref: pr.base_ref,
+                from_fork: pr.head_repo_is_fork,
+                author: pr.author,
+            })),
+            ForgeEvent::Comment(c) => match (c.on_pull_request, c.pr_number) {
+                (true, Some(pr)) => Some(TriggerEvent::Comment(CommentEvent {
+                    pr,
+                    comment_id: c.comment_id,
+                    author: c.author,
+                    body: c.body,
+                    head_sha: c.head_sha,
+                })),
+                (true, None) | (false, _) => None,
+            },
+            ForgeEvent::Ping | ForgeEvent::Ignored { .. } => None,
+        }
+    }
+
+    /// The deduplication key (see the module doc). `on_event` first
+    /// replaces a push's `after` by its commit (an annotated tag peeled).
+    pub fn key(&self) -> String {
+        match self {
+            TriggerEvent::Push(p) => decide::push_key(&p.git_ref, &p.after),
+            TriggerEvent::PullRequest(p) => decide::pull_request_key(p.number, &p.head_sha),
+            TriggerEvent::Comment(c) => decide::comment_key(c.comment_id),
+            TriggerEvent::Schedule(s) => decide::schedule_key(&s.workflow_file, s.index, s.slot),
+        }
+    }
+}
+
+fn is_zero(sha: &str) -> bool {
+    !sha.is_empty() && sha.bytes().all(|b| b == b'0')
+}
+
+/// Why an event could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("git: {0}")]
+    Git(#[from] GitError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("forge: {0}")]
+    Forge(#[from] kiln_forge::api::ApiError),
+    #[error("{0}")]
+    Engine(#[from] ApiError),
+}
+
+/// What handling an event did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Runs created and started.
+    pub started: Vec<RunId>,
+    /// Runs created terminal: skipped by path filters, or failed because
+    /// the workflow file is invalid.
+    pub finished: Vec<RunId>,
+    /// Runs created held (waiting for approval).
+    pub held: Vec<RunId>,
+    /// The event had been handled before (same key).
+    pub duplicate: bool,
+    /// Replies posted on the pull request.
+    pub replies: Vec<String>,
+    /// What else happened, for the log.
+    pub notes: Vec<String>,
+}
+
+impl Outcome {
+    fn note(why: impl Into<String>) -> Outcome {
+        Outcome {
+            notes: vec![why.into()],
+            ..Outcome::default()
+        }
+    }
+}
+
+/// How a run is created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Create {
+    Start,
+    Hold(&'static str),
+    Skip(String),
+}
+
+/// What every run of one event shares.
+struct RunPlan<'a> {
+    repo: &'a RepoRecord,
+    commit: &'a str,
+    git_ref: Option<String>,
+    event: &'static str,
+    actor: &'a str,
+    flags: Value,
+    pull_request: Option<u64>,
+    from_fork: bool,
+    /// Fields merged into the `github` context.
+    github: Vec<(&'static str, Value)>,
+}
+
+impl Engine {
+    /// Handle one event of `repo`: claim it, match every workflow at its
+    /// commit, create (and start, skip or hold) runs. A duplicate starts
+    /// nothing.
+    pub async fn on_event(
+        &self,
+        repo: &RepoRecord,
+        event: TriggerEvent,
+    ) -> Result<Outcome, TriggerError> {
+        if let TriggerEvent::Push(p) = &event
+            && p.deleted
+        {
+            return Ok(Outcome::note(format!("{} was deleted", p.git_ref)));
+        }
+        if let TriggerEvent::PullRequest(p) = &event
+            && p.action == PrAction::Closed
+        {
+            return Ok(Outcome::note(format!(
+                "pull request #{} was closed",
+                p.number
+            )));
+        }
+        let mut event = event;
+        if let TriggerEvent::Push(p) = &mut event {
+            // Key pushes by the commit, not an annotated tag's object: a
+            // webhook may name the tag object where a poll sees the commit.
+            let mirror = self
+                .mirrors
+                .ensure_commit(&repo.name, &repo.url, &p.after, &[])
+                .await?;
+            p.after = self.mirrors.commit(&mirror, &p.after).await?;
+        }
+        let key = event.key();
+        if !self
+            .store
+            .claim_event(repo.id, &key, Timestamp::now())
+            .await?
+        {
+            tracing::debug!(repo = %repo.name, key, "event already handled");
+            return Ok(Outcome {
+                duplicate: true,
+                ..Outcome::default()
+            });
+        }
+        let result = match event {
+            TriggerEvent::Push(p) => self.on_push(repo, p).await,
+            TriggerEvent::PullRequest(p) => self.on_pull_request(repo, p).await,
+            TriggerEvent::Comment(c) => self.on_comment(repo, c).await,
+            TriggerEvent::Schedule(s) => self.on_schedule(repo, s).await,
+        };
+        match &result {
+            Ok(o) => tracing::info!(
+                repo = %repo.name, key,
+                started = ?o.started, finished = ?o.finished, held = ?o.held,
+                notes = ?o.notes, "event handled"
+            ),
+            Err(e) => {
+                tracing::warn!(repo = %repo.name, key, error = %e, "event failed");
+                // Nothing was created (errors come before the first run):
+                // let the next report of this event try again.
+                if let Err(e) = self.store.release_event(repo.id, &key).await {
+                    tracing::error!(repo = %repo.name, key, error = %e, "releasing event");
+                }
+            }
+        }
+        result
+    }
+
+    /// Start a held run (a fork's pull request after approval). `false`
+    /// when the run was not held (nothing happens).
+    pub async fn release_run(&self, run: RunId) -> Result<bool, ApiError> {
+        if !self.store.release_run(run).await? {
+            return Ok(false);
+        }
+        self.advance(run, Input::Start, Vec::new()).await?;
+        Ok(true)
+    }
+
+    async fn workflows_at(
+        &self,
+        mirror: &Path,
+        commit: &str,
+    ) -> Result<Vec<(String, String, kiln_pipeline::load::Loaded)>, TriggerError> {
+        let files = self
+            .mirrors
+            .workflow_files(mirror, commit, &self.cfg.workflows_dir)
+            .await?;
+        Ok(files
+            .into_iter()
+            .map(|(path, text)| {
+                let loaded = kiln_pipeline::load::load(&path, &text);
+                (path, text, loaded)
+            })
+            .collect())
+    }
+
+    async fn on_push(&self, repo: &RepoRecord, p: PushEvent) -> Result<Outcome, TriggerError> {
+        let mirror = self
+            .mirrors
+            .ensure_commit(&repo.name, &repo.url, &p.after, &[])
+            .await?;
+        let commit = self.mirrors.commit(&mirror, &p.after).await?;
+        let plan = RunPlan {
+            repo,
+            commit: &commit,
+            git_ref: Some(p.git_ref.clone()),
+            event: "push",
+            actor: &p.pusher,
+            flags: Value::Object(BTreeMap::new()),
+            pull_request: None,
+            from_fork: false,
+            github: vec![(
+                "event",
+                Value::object([
+                    ("ref", Value::str(&p.git_ref)),
+                    (
+                        "before",
+                        Value::str(p.before.clone().unwrap_or_else(|| "0".repeat(40))),
+                    ),
+                    ("after", Value::str(&commit)),
+                    ("created", Value::Bool(p.before.is_none())),
+                    ("deleted", Value::Bool(false)),
+                    ("pusher", Value::object([("name", Value::str(&p.pusher))])),
+                ]),
+            )],
+        };
+        let mut changed = p.changed_files.clone();
+        let mut out = Outcome::default();
+        for (path, text, loaded) in self.workflows_at(&mirror, &commit).await? {
+            let Some(wf) = self.usable(&plan, &path, &text, &loaded, &mut out).await? else {
+                continue;
+            };
+            let filter_needs_files = wf.on.push.as_ref().is_some_and(decide::has_path_filters)
+                && p.git_ref.starts_with("refs/heads/");
+            if changed.is_none() && filter_needs_files {
+                changed = Some(
+                    self.mirrors
+                        .changed_files(&mirror, p.before.as_deref(), &commit)
+                        .await?,
+                );
+            }
+            match decide::push(wf, &p.git_ref, changed.as_deref()) {
+                Decision::Start => {
+                    self.create(&plan, &path, wf, Create::Start, &mut out)
+                        .await?
+                }
+                Decision::SkipNoChanges(why) => {
+                    out.notes.push(format!("{path}: {why}"));
+                    self.create(
+                        &plan,
+                        &path,
+                        wf,
+                        Create::Skip(decide::SKIPPED_NO_CHANGES.into()),
+                        &mut out,
+                    )
+                    .await?
+                }
+                Decision::NotTriggered(why) => out.notes.push(format!("{path}: {why}")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A workflow that loaded without errors, or `None` (after recording
+    /// a failed run for a broken file the event would otherwise have
+    /// started, as `kiln trigger` does).
+    async fn usable<'l>(
+        &self,
+        plan: &RunPlan<'_>,
+        path: &str,
+        text: &str,
+        loaded: &'l kiln_pipeline::load::Loaded,
+        out: &mut Outcome,
+    ) -> Result<Option<&'l Workflow>, TriggerError> {
+        let runs_on_event = loaded
+            .workflow
+            .as_ref()
+            .is_none_or(|wf| wf.runs_on_event(plan.event));
+        if !loaded.has_errors() {
+            return Ok(loaded.workflow.as_ref().filter(|_| runs_on_event));
+        }
+        if runs_on_event && plan.event == "push" {
+            let rendered = kiln_pipeline::diag::render(
+                &loaded.diagnostics,
+                |f| (f == path).then_some(text),
+                false,
+            );
+            let name = loaded
+                .workflow
+                .as_ref()
+                .map(|w| w.display_name().to_owned())
+                .unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path).to_owned());
+            let rec = self
+                .create_run(self.new_run(
+                    plan,
+                    path,
+                    &name,
+                    None,
+                    JobStatus::Failure,
+                    Some(rendered),
+                ))
+                .await?;
+            self.forge_news(rec.id, rec.repo).await;
+            out.finished.push(rec.id);
+        }
+        Ok(None)
+    }
+
+    fn new_run(
+        &self,
+        plan: &RunPlan<'_>,
+        path: &str,
+        name: &str,
+        wf: Option<&Workflow>,
+        status: JobStatus,
+        error: Option<String>,
+    ) -> NewRun {
+        let inputs = Value::Object(BTreeMap::new());
+        let github = kiln_pipeline::contexts::github(kiln_pipeline::contexts::RunFacts {
+            repository: &plan.repo.name,
+            sha: plan.commit,
+            git_ref: plan.git_ref.as_deref(),
+            event: plan.event,
+            workflow: name,
+            actor: plan.actor,
+            run_id: "",
+            inputs: &inputs,
+        });
+        let github = decide::merge_github(github, plan.github.clone());
+        NewRun {
+            repo: plan.repo.id,
+            workflow_file: path.to_owned(),
+            workflow_name: name.to_owned(),
+            commit: plan.commit.to_owned(),
+            git_ref: plan.git_ref.clone(),
+            event: plan.event.to_owned(),
+            graph: match status {
+                JobStatus::Queued => wf.map(new_graph),
+                JobStatus::Running
+                | JobStatus::Success
+                | JobStatus::Failure
+                | JobStatus::Cancelled
+                | JobStatus::Skipped => None,
+            },
+            workflow: wf.cloned(),
+            contexts: RunContexts {
+                github,
+                inputs,
+                kiln: Value::object([("flags", plan.flags.clone())]),
+                pull_request: plan.pull_request,
+                from_fork: plan.from_fork,
+                ..RunContexts::default()
+            },
+            status,
+            error,
+            hold: None,
+            gate: None,
+            now: Timestamp::now(),
+        }
+    }
+
+    async fn create(
+        &self,
+        plan: &RunPlan<'_>,
+        path: &str,
+        wf: &Workflow,
+        how: Create,
+        out: &mut Outcome,
+    ) -> Result<(), TriggerError> {
+        let name = wf.display_name();
+        match how {
+            Create::Start => {
+                let rec = self
+                    .create_run(self.new_run(plan, path, name, Some(wf), JobStatus::Queued, None))
+                    .await?;
+                self.advance(rec.id, Input::Start, Vec::new()).await?;
+                self.forge_news(rec.id, rec.repo).await;
+                out.started.push(rec.id);
+            }
+            Create::Hold(reason) => {
+                let rec = self
+                    .store
+                    .create_held_run(
+                        self.new_run(plan, path, name, Some(wf), JobStatus::Queued, None),
+                        reason,
+                    )
+                    .await?;
+                self.forge_news(rec.id, rec.repo).await;
+                out.held.push(rec.id);
+            }
+            Create::Skip(reason) => {
+                let rec = self
+                    .create_run(self.new_run(
+                        plan,
+                        path,
+                        name,
+                        Some(wf),
+                        JobStatus::Skipped,
+                        Some(reason),
+                    ))
+                    .await?;
+                self.forge_news(rec.id, rec.repo).await;
+                out.finished.push(rec.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The refs that may hold a pull request's head on the forges kiln
+    /// knows (GitHub and Gitea: `refs/pull/N/head`; GitLab:
+    /// `refs/merge-requests/N/head`).
+    fn pull_refs(number: u64) -> Vec<String> {
+        vec![
+            format!("refs/pull/{number}/head"),
+            format!("refs/merge-requests/{number}/head"),
+        ]
+    }
+
+    fn pull_github(p: &PullRequestEvent, action: &str) -> Vec<(&'static str, Value)> {
+        vec![
+            ("head_ref", Value::str(&p.head_ref)),
+            ("base_ref", Value::str(&p.base_ref)),
+            (
+                "event",
+                Value::object([
+                    ("action", Value::str(action)),
+                    ("number", Value::Number(p.number as f64)),
+                    (
+                        "pull_request",
+                        Value::object([
+                            ("number", Value::Number(p.number as f64)),
+                            (
+                                "head",
+                                Value::object([
+                                    ("ref", Value::str(&p.head_ref)),
+                                    ("sha", Value::str(&p.head_sha)),
+                                ]),
+                            ),
+                            ("base", Value::object([("ref", Value::str(&p.base_ref))])),
+                            ("user", Value::object([("login", Value::str(&p.author))])),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]
+    }
+
+    async fn on_pull_request(
+        &self,
+        repo: &RepoRecord,
+        p: PullRequestEvent,
+    ) -> Result<Outcome, TriggerError> {
+        let mirror = self
+            .mirrors
+            .ensure_commit(
+                &repo.name,
+                &repo.url,
+                &p.head_sha,
+                &Self::pull_refs(p.number),
+            )
+            .await?;
+        let commit = self.mirrors.commit(&mirror, &p.head_sha).await?;
+        let settings = self.store.trigger_settings(repo.id).await?;
+        let plan = RunPlan {
+            repo,
+            commit: &commit,
+            git_ref: Some(format!("refs/pull/{}/head", p.number)),
+            event: "pull_request",
+            actor: &p.author,
+            flags: Value::Object(BTreeMap::new()),
+            pull_request: Some(p.number),
+            from_fork: p.from_fork,
+            github: Self::pull_github(&p, p.action.as_github_str()),
+        };
+        let mut changed: Option<Option<Vec<String>>> = None;
+        let mut out = Outcome::default();
+        for (path, text, loaded) in self.workflows_at(&mirror, &commit).await? {
+            let Some(wf) = self.usable(&plan, &path, &text, &loaded, &mut out).await? else {
+                continue;
+            };
+            let needs_files = wf
+                .on
+                .pull_request
+                .as_ref()
+                .is_some_and(|t| decide::has_path_filters(&t.filter));
+            if changed.is_none() && needs_files {
+                changed = Some(
+                    self.mirrors
+                        .pull_request_files(&mirror, &p.base_ref, &commit)
+                        .await?,
+                );
+            }
+            let files = changed.clone().flatten();
+            match decide::pull_request(wf, &p.action, &p.base_ref, files.as_deref()) {
+                Decision::Start if p.from_fork && settings.fork_approval => {
+                    self.create(
+                        &plan,
+                        &path,
+                        wf,
+                        Create::Hold(decide::HELD_FOR_FORK),
+                        &mut out,
+                    )
+                    .await?
+                }
+                Decision::Start => {
+                    self.create(&plan, &path, wf, Create::Start, &mut out)
+                        .await?
+                }
+                Decision::SkipNoChanges(why) => {
+                    out.notes.push(format!("{path}: {why}"));
+                    self.create(
+                        &plan,
+                        &path,
+                        wf,
+                        Create::Skip(decide::SKIPPED_NO_CHANGES.into()),
+                        &mut out,
+                    )
+                    .await?
+                }
+                Decision::NotTriggered(why) => out.notes.push(format!("{path}: {why}")),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn reply(&self, forge: Option<&RepoForge>, pr: u64, body: &str, out: &mut Outcome) {
+        out.replies.push(body.to_owned());
+        let Some(f) = forge else {
+            tracing::warn!(pr, reply = body, "no forge configured: cannot reply");
+            return;
+        };
+        if let Err(e) = f.api.create_comment(&f.full_name, pr, body).await {
+            tracing::warn!(pr, error = %e, "replying on the pull request");
+        }
+    }
+
+    async fn on_comment(
+        &self,
+        repo: &RepoRecord,
+        c: CommentEvent,
+    ) -> Result<Outcome, TriggerError> {
+        let forge = self.forges.forge(repo.id).await;
+        // The pull request's head (and whether it is a fork's) from the
+        // forge; without a forge only a report that carries the head works,
+        // and its origin is unknown, so it counts as a fork's.
+        let (head_sha, info) = match &forge {
+            Some(f) => {
+                let info = f.api.pull_request(&f.full_name, c.pr).await?;
+                (info.head_sha.clone(), Some(info))
+            }
+            None => match &c.head_sha {
+                Some(h) => (h.clone(), None),
+                None => {
+                    return Ok(Outcome::note(format!(
+                        "comment {} on #{}: no forge configured to ask for the pull request's head",
+                        c.comment_id, c.pr
+                    )));
+                }
+            },
+        };
+        let mirror = self
+            .mirrors
+            .ensure_commit(&repo.name, &repo.url, &head_sha, &Self::pull_refs(c.pr))
+            .await?;
+        let commit = self.mirrors.commit(&mirror, &head_sha).await?;
+        let mut out = Outcome::default();
+        let mut runs: Vec<(String, Workflow, Value)> = Vec::new();
+        let mut command = String::new();
+        for (path, text, loaded) in self.workflows_at(&mirror, &commit).await? {
+            let Some(wf) = loaded.workflow.as_ref().filter(|_| !loaded.has_errors()) else {
+                continue;
+            };
+            match decide::comment(wf, &text, &c.body) {
+                CommentMatch::NoMatch => {}
+                CommentMatch::Rejected(e) => {
+                    let body = format!("@{} {e}", c.author);
+                    if !out.replies.contains(&body) {
+                        self.reply(forge.as_ref(), c.pr, &body, &mut out).await;
+                    }
+                }
+                CommentMatch::Run { flags } => {
+                    if let Some(t) = &wf.on.comment {
+                        command = t.command.clone();
+                    }
+                    runs.push((path, wf.clone(), flags));
+                }
+            }
+        }
+        if runs.is_empty() {
+            return Ok(out);
+        }
+        let settings = self.store.trigger_settings(repo.id).await?;
+        let permission = match (&forge, settings.command_allowlist.is_empty()) {
+            (Some(f), true) => Some(f.api.permission(&f.full_name, &c.author).await?),
+            (Some(_), false) | (None, _) => None,
+        };
+        if let decide::Allowed::No(why) =
+            decide::may_command(&settings.command_allowlist, &c.author, permission)
+        {
+            tracing::warn!(repo = %repo.name, pr = c.pr, author = %c.author, command, why, "comment command refused");
+            out.notes.push(format!("refused: {why}"));
+            if settings.reply_to_outsiders {
+                let body = decide::refusal_reply(&c.author, &command, &why);
+                self.reply(forge.as_ref(), c.pr, &body, &mut out).await;
+            }
+            return Ok(out);
+        }
+        let p = PullRequestEvent {
+            action: PrAction::Other("comment".into()),
+            number: c.pr,
+            head_sha: commit.clone(),
+            head_ref: info
+                .as_ref()
+                .map(|i| i.head_ref.clone())
+                .unwrap_or_default(),
+            base_ref: info
+                .as_ref()
+                .map(|i| i.base_ref.clone())
+                .unwrap_or_default(),
+            from_fork: info.as_ref().is_none_or(|i| i.head_repo_is_fork),
+            author: c.author.clone(),
+        };
+        let mut github = Self::pull_github(&p, "created");
+        if let Some((_, Value::Object(event))) = github.iter_mut().find(|(k, _)| *k == "event") {
+            event.insert(
+                "comment".into(),
+                Value::object([
+                    ("id", Value::Number(c.comment_id as f64)),
+                    ("body", Value::str(&c.body)),
+                    ("user", Value::object([("login", Value::str(&c.author))])),
+                ]),
+            );
+        }
+        for (path, wf, flags) in runs {
+            // An allowed author's command is the approval: a fork's code
+            // runs (without secrets) without waiting.
+            let plan = RunPlan {
+                repo,
+                commit: &commit,
+                git_ref: Some(format!("refs/pull/{}/head", c.pr)),
+                event: "comment",
+                actor: &c.author,
+                flags,
+                pull_request: Some(c.pr),
+                from_fork: p.from_fork,
+                github: github.clone(),
+            };
+            self.create(&plan, &path, &wf, Create::Start, &mut out)
+                .await?;
+        }
+        Ok(out)
+    }
+
+    async fn on_schedule(
+        &self,
+        repo: &RepoRecord,
+        s: ScheduleEvent,
+    ) -> Result<Outcome, TriggerError> {
+        let mirror = self
+            .mirrors
+            .ensure_commit(&repo.name, &repo.url, &s.commit, &[])
+            .await?;
+        let plan = RunPlan {
+            repo,
+            commit: &s.commit,
+            git_ref: s.git_ref.clone(),
+            event: "schedule",
+            actor: "kiln",
+            flags: Value::Object(BTreeMap::new()),
+            pull_request: None,
+            from_fork: false,
+            github: vec![("event", Value::object([("schedule", Value::str(&s.cron))]))],
+        };
+        let mut out = Outcome::default();
+        for (path, _text, loaded) in self.workflows_at(&mirror, &s.commit).await? {
+            if path != s.workflow_file {
+                continue;
+            }
+            let Some(wf) = loaded.workflow.as_ref().filter(|_| !loaded.has_errors()) else {
+                out.notes
+                    .push(format!("{path} is invalid at the default branch"));
+                continue;
+            };
+            if wf
+                .on
+                .schedule
+                .iter()
+                .any(|c| c.cron.trim() == s.cron.trim())
+            {
+                self.create(&plan, &path, wf, Create::Start, &mut out)
+                    .await?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,459 @@
+//! End-to-end tests of triggers: real `kiln server` processes, real bare
+//! git remotes over file://, signed webhook deliveries over HTTP, and a
+//! schedule across a server restart. Runs are only created here (no
+//! agent is needed to see that a trigger started one).
+//!
+//! Still to write once the forge adapters and the fake forge HTTP server
+//! exist (the outbound half): `!testme --extra` from a writer starting the
+//! extra jobs, from an outsider starting nothing and getting a reply;
+//! polled pull requests and comments; commit statuses of a skipped run.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use support::cluster::{Remote, Server};
+
+const SECRET: &str = "kiln-test-secret";
+
+struct World {
+    tmp: tempfile::TempDir,
+    server: Server,
+    remote: Remote,
+}
+
+fn world() -> World {
+    let tmp = tempfile::Builder::new()
+        .prefix("kiln-triggers-")
+        .tempdir()
+        .unwrap();
+    let server = Server::start(&tmp.path().join("data"), 10.0);
+    World {
+        server,
+        remote: Remote::new(),
+        tmp,
+    }
+}
+
+impl World {
+    fn secret_file(&self) -> PathBuf {
+        let p = self.tmp.path().join("hook.secret");
+        std::fs::write(&p, format!("{SECRET}\n")).unwrap();
+        p
+    }
+
+    /// `kiln repo add app URL EXTRA...`
+    fn add_repo(&self, extra: &[&str]) {
+        let url = self.remote.url();
+        let mut args = vec!["repo", "add", "app", url.as_str()];
+        args.extend_from_slice(extra);
+        self.server.kiln(&args).code(0);
+    }
+
+    fn runs(&self) -> Vec<Value> {
+        self.server
+            .json(&["runs", "--repo", "app"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn wait_runs(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let runs = self.runs();
+            if pred(&runs) {
+                return runs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {runs:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn show(&self, run: &Value) -> Value {
+        self.server.json(&["show", &run["id"].to_string()])
+    }
+
+    /// POST a webhook body; (status, body).
+    fn hook(&self, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.server.port)).unwrap();
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        // A refused body may be answered before it is all read.
+        let _ = s.write_all(body);
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (status, body)
+    }
+
+    fn github_hook(&self, event: &str, delivery: &str, body: &[u8], secret: &str) -> (u16, String) {
+        let (h, v) = kiln_forge::webhook::sign(kiln_forge::webhook::Forge::GitHub, body, secret);
+        self.hook(
+            "/hooks/github?repo=app",
+            &[
+                ("X-GitHub-Event", event.to_owned()),
+                ("X-GitHub-Delivery", delivery.to_owned()),
+                (h, v),
+            ],
+            body,
+        )
+    }
+}
+
+fn fixture(rel: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../../../shared/fixtures/webhooks/{rel}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+const ON_PUSH: &str =
+    "on: push\njobs:\n  build:\n    runs-on: self-hosted\n    steps:\n      - run: echo hi\n";
+
+#[test]
+fn polling_picks_up_a_push_within_an_interval_and_registering_replays_nothing() {
+    let w = world();
+    w.remote.file(".kiln/workflows/ci.yml", ON_PUSH);
+    w.remote.push("first");
+    w.remote.file("a.txt", "a\n");
+    w.remote.push("second");
+    w.add_repo(&["--poll-interval", "1"]);
+    // Several polls later, the history that existed at registration has
+    // started nothing.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(w.runs(), Vec::<Value>::new());
+
+    w.remote.file("b.txt", "b\n");
+    let sha = w.remote.push("third");
+    let pushed = Instant::now();
+    let runs = w.wait_runs("the polled push", |r| !r.is_empty());
+    assert!(
+        pushed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        pushed.elapsed()
+    );
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["commit"], sha.as_str());
+    assert_eq!(runs[0]["event"], "push");
+    assert_eq!(runs[0]["git_ref"], "refs/heads/main");
+    // Later polls of the same commit start nothing more.
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(w.runs().len(), 1);
+
+    let repos = w.server.json(&["repo", "list"]);
+    assert_eq!(repos[0]["triggers"]["poll_interval_secs"], 1);
+    assert_eq!(repos[0]["triggers"]["webhook_secret_set"], false);
+}
+
+#[test]
+fn a_path_filtered_workflow_is_recorded_skipped() {
+    let w = world();
+    w.remote.file(".kiln/workflows/ci.yml", ON_PUSH);
+    w.remote.file(
+        ".kiln/workflows/docs.yml",
+        "on:\n  push:\n    paths: ['docs/**']\njobs:\n  docs:\n    runs-on: self-hosted\n    steps:\n      - run: echo docs\n",
+    );
+    w.remote.push("first");
+    w.add_repo(&["--poll-interval", "1"]);
+    w.remote.file("src/main.rs", "fn main() {}\n");
+    let sha = w.remote.push("code only");
+    let runs = w.wait_runs("two runs", |r| r.len() >= 2);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let docs = runs.iter().find(|r| r["workflow_name"] == "docs").unwrap();
+    let ci = runs.iter().find(|r| r["workflow_name"] == "ci").unwrap();
+    assert_eq!(docs["status"], "skipped");
+    assert_eq!(docs["commit"], sha.as_str());
+    assert_eq!(w.show(docs)["error"], "skipped: no matching changes");
+    assert_eq!(ci["status"], "running", "started, waiting for an agent");
+
+    w.remote.file("docs/guide.md", "# guide\n");
+    w.remote.push("docs");
+    let runs = w.wait_runs("two more runs", |r| r.len() >= 4);
+    let docs_runs: Vec<_> = runs
+        .iter()
+        .filter(|r| r["workflow_name"] == "docs")
+        .collect();
+    assert_eq!(docs_runs[0]["status"], "running", "{runs:?}");
+}
+
+/// A body shaped like GitHub's recorded push (the fixture's own commits
+/// are not in the test remote), for the commit just pushed.
+fn push_body(before: &str, after: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture("github/push.json")).unwrap();
+    v["ref"] = "refs/heads/main".into();
+    v["before"] = before.into();
+    v["after"] = after.into();
+    v["created"] = false.into();
+    v["deleted"] = false.into();
+    v["forced"] = false.into();
+    v["commits"] = Value::Array(vec![]);
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn a_signed_webhook_starts_one_run_and_a_badly_signed_one_nothing() {
+    let w = world();
+    w.remote.file(".kiln/workflows/ci.yml", ON_PUSH);
+    let first = w.remote.push("first");
+    let secret = w.secret_file();
+    w.add_repo(&[
+        "--poll-interval",
+        "0",
+        "--webhook-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    let repos = w.server.json(&["repo", "list"]);
+    assert_eq!(repos[0]["triggers"]["webhook_secret_set"], true);
+    assert!(!repos.to_string().contains(SECRET), "{repos}");
+
+    w.remote.file("x.txt", "x\n");
+    let sha = w.remote.push("second");
+    let body = push_body(&first, &sha);
+
+    // Wrong secret, tampered body, no signature: 401, nothing recorded
+    // (the same delivery id still works afterwards).
+    let (status, _) = w.github_hook("push", "d-1", &body, "wrong");
+    assert_eq!(status, 401);
+    let (h, v) = kiln_forge::webhook::sign(kiln_forge::webhook::Forge::GitHub, &body, SECRET);
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    let (status, _) = w.hook(
+        "/hooks/github?repo=app",
+        &[
+            ("X-GitHub-Event", "push".into()),
+            ("X-GitHub-Delivery", "d-1".into()),
+            (h, v),
+        ],
+        &tampered,
+    );
+    assert_eq!(status, 401);
+    let (status, _) = w.hook(
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "push".into()),
+            ("X-GitHub-Delivery", "d-1".into()),
+        ],
+        &body,
+    );
+    assert_eq!(status, 401);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(w.runs(), Vec::<Value>::new());
+
+    // Signed: answered at once, the run follows.
+    let (status, answer) = w.github_hook("push", "d-1", &body, SECRET);
+    assert_eq!(status, 202, "{answer}");
+    let runs = w.wait_runs("the hook's run", |r| !r.is_empty());
+    assert_eq!(runs[0]["commit"], sha.as_str());
+
+    // The same delivery again, and the same push under a new delivery id
+    // (as a poll would see it): nothing more.
+    let (status, answer) = w.github_hook("push", "d-1", &body, SECRET);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("\"duplicate\":true"), "{answer}");
+    let (status, _) = w.github_hook("push", "d-2", &body, SECRET);
+    assert_eq!(status, 202);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(w.runs().len(), 1);
+
+    // Without `?repo=`, the secret finds the repository.
+    w.remote.file("y.txt", "y\n");
+    let third = w.remote.push("third");
+    let body = push_body(&sha, &third);
+    let (h, v) = kiln_forge::webhook::sign(kiln_forge::webhook::Forge::GitHub, &body, SECRET);
+    let (status, answer) = w.hook(
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "push".into()),
+            ("X-GitHub-Delivery", "d-3".into()),
+            (h, v),
+        ],
+        &body,
+    );
+    assert_eq!(status, 202, "{answer}");
+    w.wait_runs("the second hook's run", |r| r.len() == 2);
+
+    // The recorded bodies as they are: a ping is answered; the recorded
+    // push verifies and is accepted, but its commit is not in this remote,
+    // so it starts nothing.
+    let (status, _) = w.github_hook("ping", "p-1", &fixture("github/ping.json"), SECRET);
+    assert_eq!(status, 200);
+    let (status, _) = w.github_hook("push", "r-1", &fixture("github/push.json"), SECRET);
+    assert_eq!(status, 202);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(w.runs().len(), 2);
+
+    // Too large: 413.
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let (status, _) = w.github_hook("push", "big", &big, SECRET);
+    assert_eq!(status, 413);
+}
+
+#[test]
+fn a_schedule_fires_once_after_downtime() {
+    let mut w = world();
+    w.remote.file(
+        ".kiln/workflows/nightly.yml",
+        "on:\n  schedule:\n    - cron: '0 3 * * *'\njobs:\n  n:\n    runs-on: self-hosted\n    steps:\n      - run: echo night\n",
+    );
+    let sha = w.remote.push("first");
+    w.add_repo(&["--poll-interval", "0"]);
+    let db = w.server.data.join("kiln.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    use kiln_store::{RepoStore, TriggerStore};
+    let file = ".kiln/workflows/nightly.yml";
+    // Wait until the server has stored the schedule's next fire.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (repo, stored) = loop {
+        let found = rt.block_on(async {
+            let store = kiln_store::SqliteStore::open(&db).await.unwrap();
+            let repo = store.repo_by_name("app").await.unwrap().unwrap();
+            let s = store.schedule(repo.id, file, 0).await.unwrap();
+            store.close().await;
+            s.map(|s| (repo, s))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "the schedule was never stored");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(stored.next_fire > jiff::Timestamp::now());
+    assert_eq!(w.runs(), Vec::<Value>::new());
+
+    // The server is down across three days of slots.
+    w.server.kill();
+    rt.block_on(async {
+        let store = kiln_store::SqliteStore::open(&db).await.unwrap();
+        let past = kiln_store::types::ScheduleState {
+            cron: stored.cron.clone(),
+            next_fire: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(72),
+        };
+        assert!(
+            store
+                .advance_schedule(repo.id, file, 0, Some(stored.next_fire), &past)
+                .await
+                .unwrap()
+        );
+        store.close().await;
+    });
+    w.server.restart();
+    let runs = w.wait_runs("the missed schedule", |r| !r.is_empty());
+    std::thread::sleep(Duration::from_millis(1500));
+    let runs_after = w.runs();
+    assert_eq!(runs_after.len(), 1, "{runs_after:?}");
+    assert_eq!(runs[0]["event"], "schedule");
+    assert_eq!(runs[0]["commit"], sha.as_str());
+    assert_eq!(runs[0]["git_ref"], "refs/heads/main");
+}
+
+/// A body shaped like GitHub's recorded `pull_request.opened`, for pull
+/// request `number` with head `sha` on `base`; `fork` names another
+/// repository as the head's.
+fn pull_request_body(number: u64, sha: &str, fork: bool) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&fixture("github/pull_request-opened.json")).unwrap();
+    v["number"] = number.into();
+    v["pull_request"]["number"] = number.into();
+    v["pull_request"]["head"]["sha"] = sha.into();
+    v["pull_request"]["base"]["ref"] = "main".into();
+    if fork {
+        v["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World".into();
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn a_forks_pull_request_waits_and_a_branch_pull_request_runs() {
+    let w = world();
+    w.remote.file(
+        ".kiln/workflows/pr.yml",
+        "on:\n  pull_request:\n    branches: [main]\njobs:\n  t:\n    runs-on: self-hosted\n    steps:\n      - run: echo pr\n",
+    );
+    w.remote.push("first");
+    let secret = w.secret_file();
+    w.add_repo(&[
+        "--poll-interval",
+        "0",
+        "--webhook-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    // The pull request heads exist only under refs/pull/N/head, as a
+    // forge keeps a fork's commits: kiln must fetch them from there.
+    let work = w.remote.work();
+    support::cluster::git(&work, &["checkout", "-q", "-b", "feature"]);
+    w.remote.file("f.txt", "fork\n");
+    support::cluster::git(&work, &["add", "-A"]);
+    support::cluster::git(&work, &["commit", "-q", "-m", "fork change"]);
+    let fork_sha = support::cluster::git(&work, &["rev-parse", "HEAD"]);
+    support::cluster::git(&work, &["push", "-q", "origin", "HEAD:refs/pull/7/head"]);
+    w.remote.file("g.txt", "branch\n");
+    support::cluster::git(&work, &["add", "-A"]);
+    support::cluster::git(&work, &["commit", "-q", "-m", "branch change"]);
+    let branch_sha = support::cluster::git(&work, &["rev-parse", "HEAD"]);
+    support::cluster::git(&work, &["push", "-q", "origin", "HEAD:refs/pull/8/head"]);
+
+    let (status, answer) = w.github_hook(
+        "pull_request",
+        "pr-7",
+        &pull_request_body(7, &fork_sha, true),
+        SECRET,
+    );
+    assert_eq!(status, 202, "{answer}");
+    let runs = w.wait_runs("the fork's run", |r| !r.is_empty());
+    assert_eq!(runs[0]["commit"], fork_sha.as_str());
+    assert_eq!(runs[0]["event"], "pull_request");
+    std::thread::sleep(Duration::from_millis(1000));
+    let held = w.show(&runs[0]);
+    assert_eq!(held["status"], "queued", "held, not started: {held}");
+    assert_eq!(held["jobs"], Value::Array(vec![]), "{held}");
+
+    let (status, _) = w.github_hook(
+        "pull_request",
+        "pr-8",
+        &pull_request_body(8, &branch_sha, false),
+        SECRET,
+    );
+    assert_eq!(status, 202);
+    let runs = w.wait_runs("the branch's run", |r| r.len() == 2);
+    let started = runs
+        .iter()
+        .find(|r| r["commit"] == branch_sha.as_str())
+        .unwrap();
+    assert_eq!(started["status"], "running", "{runs:?}");
+    assert_eq!(started["git_ref"], "refs/pull/8/head");
+
+    // Restarting does not start the held run.
+    let mut w = w;
+    w.server.restart();
+    std::thread::sleep(Duration::from_millis(500));
+    let held = w.show(
+        &runs
+            .iter()
+            .find(|r| r["commit"] == fork_sha.as_str())
+            .unwrap()
+            .clone(),
+    );
+    assert_eq!(held["jobs"], Value::Array(vec![]), "{held}");
+}
