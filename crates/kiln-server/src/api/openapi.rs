@@ -161,6 +161,39 @@ pub fn spec() -> Value {
         &["run"],
     );
     add(
+        r::RUN_APPROVE,
+        "post",
+        op(
+            "Approve or reject a deploy job waiting for approval (or release a run held for a fork)",
+            "maintainer",
+            Some("ApproveRequest"),
+            "RunDetail",
+        ),
+        &["run"],
+    );
+    add(
+        r::REPO_DEPLOY,
+        "post",
+        op(
+            "Deploy a commit to an environment",
+            "maintainer",
+            Some("DeployRequest"),
+            "TriggerResponse",
+        ),
+        &["repo"],
+    );
+    add(
+        r::REPO_ENVIRONMENTS,
+        "get",
+        op(
+            "Environments: current commit, who deployed it, history",
+            "viewer",
+            None,
+            "EnvironmentList",
+        ),
+        &["repo"],
+    );
+    add(
         r::AGENTS,
         "get",
         op("Registered agents", "viewer", None, "AgentList"),
@@ -268,7 +301,7 @@ pub fn spec() -> Value {
 
     let obj = |props: &[&str]| json!({ "type": "object", "properties": props.iter().map(|p| (p.to_string(), json!({}))).collect::<serde_json::Map<_, _>>() });
     let list = |item: &str| json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{item}") } });
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": { "title": "kiln", "version": env!("CARGO_PKG_VERSION"), "description": "kiln's REST API and agent protocol. Types are defined in the kiln-proto crate; see docs/protocol.md." },
         "security": [{ "bearer": [] }],
@@ -288,7 +321,7 @@ pub fn spec() -> Value {
                 "RepoList": list("RepoInfo"),
                 "TriggerRequest": obj(&["git_ref", "commit", "workflow", "event", "inputs", "flags"]),
                 "TriggerResponse": obj(&["runs"]),
-                "RunSummary": obj(&["id", "repo", "workflow_name", "workflow_file", "commit", "git_ref", "event", "status", "created_at", "started_at", "finished_at"]),
+                "RunSummary": obj(&["id", "repo", "workflow_name", "workflow_file", "commit", "git_ref", "event", "status", "waiting", "created_at", "started_at", "finished_at"]),
                 "RunList": list("RunSummary"),
                 "RunDetail": obj(&["id", "repo", "status", "error", "jobs", "forge"]),
                 "RunResult": obj(&["workflow_file", "workflow_name", "event", "commit", "status", "jobs"]),
@@ -312,7 +345,21 @@ pub fn spec() -> Value {
                 "HookAccepted": obj(&["repo", "event", "delivery", "duplicate", "queued"])
             }
         }
-    })
+    });
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["ApproveRequest"] = obj(&["job", "reject"]);
+    schemas["DeployRequest"] = obj(&["environment", "commit", "force"]);
+    schemas["EnvironmentInfo"] = obj(&[
+        "name",
+        "commit",
+        "healthy",
+        "run",
+        "deployed_by",
+        "deployed_at",
+        "history",
+    ]);
+    schemas["EnvironmentList"] = list("EnvironmentInfo");
+    doc
 }
 
 pub async fn document() -> Json<Value> {
