@@ -3,7 +3,8 @@
 //! request, delivered by a signed webhook or found by polling, runs the
 //! workflow on the pull request's head with the flag set; an outsider's
 //! starts nothing and is answered; a pull request run gets one progress
-//! comment, edited to the result; a path-filtered workflow that a push
+//! comment, edited to the result; polled pull requests run when opened
+//! and when their head moves; a path-filtered workflow that a push
 //! does not concern reports success "skipped: no matching changes".
 
 mod support;
@@ -415,4 +416,59 @@ fn a_path_filtered_skip_reports_success_to_the_forge() {
     assert_eq!(last.context, "kiln/docs");
     assert_eq!(last.description, "skipped: no matching changes");
     assert_eq!(last.repo, "octo/app");
+}
+
+/// A pull request opened on the forge after registration is found by
+/// polling and runs on its head (with its progress comment); a new head
+/// runs again; an unchanged one does not.
+#[test]
+fn polled_pull_requests_run_when_opened_and_when_their_head_moves() {
+    let w = world();
+    w.remote.file(
+        ".kiln/workflows/pr.yml",
+        "name: pr\non:\n  pull_request:\n    branches: [main]\njobs:\n  t:\n    runs-on: self-hosted\n    steps:\n      - run: echo pr\n",
+    );
+    w.remote.push("first");
+    let head = w.pull_request_head(9);
+    w.add_repo(&["--poll-interval", "1"]);
+    let _agent = w.agent();
+
+    w.forge
+        .add_pull_request("octo/app", FakePull::new(9, &head, "feature", "alice"));
+    let runs = w.wait_runs("the opened pull request's run", |r| !r.is_empty());
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["commit"], head.as_str());
+    assert_eq!(runs[0]["event"], "pull_request");
+    assert_eq!(runs[0]["git_ref"], "refs/pull/9/head");
+    let first = finished(&w.server, &runs[0]["id"].to_string());
+    assert_eq!(first["status"], "success", "{first}");
+    w.forge.wait("the progress comment with the result", |f| {
+        f.comments("octo/app", 9).iter().any(|c| {
+            c.body
+                .starts_with(&format!("<!-- kiln run {} -->", first["id"]))
+                && c.body.contains("`pr` success")
+        })
+    });
+
+    // A new head on the same pull request.
+    let work = w.remote.work();
+    git(&work, &["checkout", "-q", "feature"]);
+    w.remote.file("feature.txt", "moved\n");
+    git(&work, &["commit", "-q", "-am", "moved"]);
+    let moved = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["push", "-q", "origin", "feature"]);
+    git(
+        &work,
+        &["push", "-q", "-f", "origin", "HEAD:refs/pull/9/head"],
+    );
+    git(&work, &["checkout", "-q", "main"]);
+    w.forge
+        .add_pull_request("octo/app", FakePull::new(9, &moved, "feature", "alice"));
+    let runs = w.wait_runs("the moved head's run", |r| r.len() >= 2);
+    let second = runs.iter().find(|r| r["id"] != first["id"]).unwrap();
+    assert_eq!(second["commit"], moved.as_str(), "{runs:?}");
+    assert_eq!(second["event"], "pull_request");
+
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(w.runs().len(), 2, "{:?}", w.runs());
 }
