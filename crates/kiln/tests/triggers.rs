@@ -3,18 +3,16 @@
 //! schedule across a server restart. Runs are only created here (no
 //! agent is needed to see that a trigger started one).
 //!
-//! Still to write once the forge adapters and the fake forge HTTP server
-//! exist (the outbound half): `!testme --extra` from a writer starting the
-//! extra jobs, from an outsider starting nothing and getting a reply;
-//! polled pull requests and comments; commit statuses of a skipped run.
+//! Comment commands, polled pull requests and the statuses of skipped
+//! runs, against the fake forge, are in `forge_triggers.rs`.
 
 mod support;
 
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::cluster::{Remote, Server};
+use support::hooks::fixture;
 
 const SECRET: &str = "kiln-test-secret";
 
@@ -81,50 +79,12 @@ impl World {
 
     /// POST a webhook body; (status, body).
     fn hook(&self, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.server.port)).unwrap();
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).unwrap();
-        // A refused body may be answered before it is all read.
-        let _ = s.write_all(body);
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-        (status, body)
+        support::hooks::post(self.server.port, path, headers, body)
     }
 
     fn github_hook(&self, event: &str, delivery: &str, body: &[u8], secret: &str) -> (u16, String) {
-        let (h, v) = kiln_forge::webhook::sign(kiln_forge::webhook::Forge::GitHub, body, secret);
-        self.hook(
-            "/hooks/github?repo=app",
-            &[
-                ("X-GitHub-Event", event.to_owned()),
-                ("X-GitHub-Delivery", delivery.to_owned()),
-                (h, v),
-            ],
-            body,
-        )
+        support::hooks::github(self.server.port, event, delivery, body, secret)
     }
-}
-
-fn fixture(rel: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../../../shared/fixtures/webhooks/{rel}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 const ON_PUSH: &str =

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod fake_forge;
+pub mod hooks;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
