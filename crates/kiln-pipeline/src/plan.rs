@@ -187,8 +187,7 @@ pub fn plan_job(
         let environment = match &job.environment {
             None => None,
             Some(env) => {
-                let name =
-                    render(&env.name, &jcx).map_err(|e| err(format!("environment: {e}")))?;
+                let name = render(&env.name, &jcx).map_err(|e| err(format!("environment: {e}")))?;
                 if name.trim().is_empty() {
                     return Err(err("environment: the name is empty".into()));
                 }
@@ -221,10 +220,7 @@ pub fn plan_job(
 
 /// A workflow's `concurrency:` evaluated with the run's contexts (GitHub
 /// allows `github`, `inputs` and `vars` there).
-pub fn workflow_group(
-    c: &Concurrency,
-    cx: JobContexts<'_>,
-) -> Result<Group, String> {
+pub fn workflow_group(c: &Concurrency, cx: JobContexts<'_>) -> Result<Group, String> {
     let jcx = JobCx {
         base: cx,
         matrix: Value::Null,

@@ -92,5 +92,7 @@ pub async fn who(store: &dyn Store, headers: &HeaderMap) -> Result<String, ApiEr
         .token_by_hash(&hash(secret))
         .await?
         .ok_or_else(|| ApiError::Unauthorized("unknown token".into()))?;
-    Ok(record.name.unwrap_or_else(|| format!("token #{}", record.id)))
+    Ok(record
+        .name
+        .unwrap_or_else(|| format!("token #{}", record.id)))
 }

@@ -17,8 +17,8 @@
 
 use crate::types::*;
 use jiff::Timestamp;
-use kiln_model::{AgentId, InstanceId, RepoId, RunId};
 use kiln_core::gate::Approval;
+use kiln_model::{AgentId, InstanceId, RepoId, RunId};
 use kiln_proto::api::{LogEntry, Role, Waiting};
 use kiln_proto::results::JobResult;
 use std::collections::BTreeMap;

@@ -1,10 +1,10 @@
 //! Records the ports read and write.
 
 use jiff::Timestamp;
+use kiln_core::gate::{Approval, GateKind};
 use kiln_model::workflow::Workflow;
 use kiln_model::{AgentId, InstanceId, JobStatus, RepoId, RunId, Value};
 use kiln_proto::agent::JobContexts;
-use kiln_core::gate::{Approval, GateKind};
 use kiln_proto::api::{Role, Waiting};
 use kiln_proto::results::DeployOutcome;
 use kiln_proto::results::JobResult;

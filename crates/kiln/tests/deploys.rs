@@ -69,14 +69,19 @@ impl World {
     fn add_repo(&self) {
         // No polling: the script triggers every run itself.
         self.server
-            .kiln(&["repo", "add", "app", &self.remote.url(), "--poll-interval", "0"])
+            .kiln(&[
+                "repo",
+                "add",
+                "app",
+                &self.remote.url(),
+                "--poll-interval",
+                "0",
+            ])
             .code(0);
     }
 
     fn trigger(&self, commit: &str) -> String {
-        let v = self
-            .server
-            .json(&["trigger", "app", "--commit", commit]);
+        let v = self.server.json(&["trigger", "app", "--commit", commit]);
         v["runs"][0]["id"].to_string()
     }
 
@@ -119,7 +124,10 @@ impl World {
             {
                 return j.clone();
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {v}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {v}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -218,7 +226,10 @@ fn five_quick_pushes_deploy_one_at_a_time_and_the_newest_wins() {
             assert!(reason.starts_with("superseded by "), "{reason}");
         }
     }
-    assert!(superseded >= 1, "the middle commits all deployed: {lines:?}");
+    assert!(
+        superseded >= 1,
+        "the middle commits all deployed: {lines:?}"
+    );
     let history = w.env()["history"].as_array().unwrap().len();
     assert_eq!(history, 5, "{}", w.env());
 }
@@ -288,7 +299,10 @@ fn approval_granted_rejected_and_superseded_while_waiting() {
     w.finished(&r2);
     let j = w.job(&r2, "deploy");
     assert_eq!(j["status"], "cancelled");
-    assert!(j["reason"].as_str().unwrap().starts_with("rejected by "), "{j}");
+    assert!(
+        j["reason"].as_str().unwrap().starts_with("rejected by "),
+        "{j}"
+    );
     assert_eq!(w.env()["commit"], c1.as_str());
 
     // Superseded while waiting: a newer commit's deploy replaces it.
@@ -394,8 +408,12 @@ jobs:
     w.add_repo();
     w.agent();
     let r1 = w.trigger(&c1);
-    w.wait_job(&r1, "deploy", "the deploy to run", |j| j["status"] == "running");
-    w.wait_job(&r1, "test", "the tests to run", |j| j["status"] == "running");
+    w.wait_job(&r1, "deploy", "the deploy to run", |j| {
+        j["status"] == "running"
+    });
+    w.wait_job(&r1, "test", "the tests to run", |j| {
+        j["status"] == "running"
+    });
     let r2 = w.trigger(&c2);
     let run1 = w.finished(&r1);
     assert_eq!(w.job(&r1, "test")["status"], "cancelled", "{run1}");
@@ -420,7 +438,9 @@ fn a_restarted_server_keeps_the_environment_held_by_the_running_deploy() {
     w.add_repo();
     w.agent();
     let r1 = w.trigger(&c1);
-    w.wait_job(&r1, "deploy", "the deploy to run", |j| j["status"] == "running");
+    w.wait_job(&r1, "deploy", "the deploy to run", |j| {
+        j["status"] == "running"
+    });
     let r2 = w.trigger(&c2);
     w.wait_job(&r2, "deploy", "the second deploy to wait", |j| {
         j["waiting"]["kind"] == "environment"
@@ -437,4 +457,50 @@ fn a_restarted_server_keeps_the_environment_held_by_the_running_deploy() {
     assert_serial(&lines);
     assert_eq!(deployed(&lines), vec![c1, c2.clone()]);
     assert_eq!(w.env()["commit"], c2.as_str());
+}
+
+#[test]
+fn a_group_runs_every_waiting_run_in_order_and_a_waiting_run_can_be_cancelled() {
+    let mut w = World::new();
+    let log = w.log();
+    let wf = format!(
+        r#"
+on: push
+concurrency: ci-${{{{ github.ref }}}}
+jobs:
+  test:
+    runs-on: self-hosted
+    steps:
+      - run: |
+          echo "start $GITHUB_SHA" >> {log}
+          sleep 1
+          echo "end $GITHUB_SHA" >> {log}
+"#,
+        log = log.display()
+    );
+    w.remote.file(".kiln/workflows/ci.yml", &wf);
+    let mut commits = vec![w.remote.push("c1")];
+    for i in 2..=4 {
+        w.remote.file("n.txt", &i.to_string());
+        commits.push(w.remote.push(&format!("c{i}")));
+    }
+    w.add_repo();
+    w.agent();
+    let runs: Vec<String> = commits.iter().map(|c| w.trigger(c)).collect();
+    let held = w.server.json(&["show", &runs[3]]);
+    assert_eq!(held["waiting"]["kind"], "group", "{held}");
+    w.server.kiln(&["cancel", &runs[3]]).code(0);
+    let cancelled = w.finished(&runs[3]);
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert!(
+        cancelled["jobs"].as_array().unwrap().is_empty(),
+        "{cancelled}"
+    );
+    for r in &runs[..3] {
+        assert_eq!(w.finished(r)["status"], "success");
+    }
+    let lines = w.lines();
+    assert_serial(&lines);
+    // Nothing waiting was dropped, and they ran in the order they came.
+    assert_eq!(deployed(&lines), commits[..3].to_vec());
 }

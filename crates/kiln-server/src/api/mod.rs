@@ -104,7 +104,10 @@ pub(crate) fn job_summary(i: &InstanceRecord) -> JobSummary {
         runs_on: i.runs_on.clone(),
         weight: i.weight,
         reason: i.reason.clone(),
-        waiting: i.hold.clone().filter(|_| i.status == kiln_model::JobStatus::Queued),
+        waiting: i
+            .hold
+            .clone()
+            .filter(|_| i.status == kiln_model::JobStatus::Queued),
         queued_at: Some(i.queued_at),
         started_at: i.started_at,
         finished_at: i.finished_at,

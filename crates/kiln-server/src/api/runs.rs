@@ -8,7 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use kiln_model::RunId;
 use kiln_proto::api::{
-    ApproveRequest, DeployRequest, EnvironmentInfo, ForgeReportInfo, RetryRequest, Role, RunDetail, RunSummary, TriggerRequest, TriggerResponse,
+    ApproveRequest, DeployRequest, EnvironmentInfo, ForgeReportInfo, RetryRequest, Role, RunDetail,
+    RunSummary, TriggerRequest, TriggerResponse,
 };
 use kiln_proto::results::RunResult;
 use serde::Deserialize;

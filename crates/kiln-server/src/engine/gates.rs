@@ -416,7 +416,9 @@ impl Engine {
             .mirrors
             .commit(&mirror, &req.commit)
             .await
-            .map_err(|_| ApiError::BadRequest(format!("`{}` is not in {}", req.commit, repo.url)))?;
+            .map_err(|_| {
+                ApiError::BadRequest(format!("`{}` is not in {}", req.commit, repo.url))
+            })?;
         let files = self
             .mirrors
             .workflow_files(&mirror, &commit, &self.cfg.workflows_dir)

@@ -677,6 +677,32 @@ impl Engine {
     }
 
     pub async fn cancel(&self, run: RunId) -> ApiResult<()> {
+        // A run still waiting for its concurrency group never started: it
+        // ends here, with nothing to stop.
+        let waiting = self
+            .store
+            .run_gate_entries(run)
+            .await?
+            .into_iter()
+            .find(|e| e.instance.is_none() && e.state == kiln_store::types::EntryState::Waiting);
+        if let Some(e) = waiting {
+            let ended = self
+                .store
+                .end_entry(kiln_store::types::EndEntry {
+                    id: e.id,
+                    outcome: "cancelled before it started".into(),
+                    end_subject: Some(JobStatus::Cancelled),
+                    environment: None,
+                    now: Timestamp::now(),
+                })
+                .await?;
+            if ended {
+                self.hub.publish(run, HubMsg::End(JobStatus::Cancelled));
+                self.forge_news(run, e.key.repo).await;
+                self.gates_changed();
+                return Ok(());
+            }
+        }
         self.advance(run, Input::Events(vec![Event::CancelRun]), Vec::new())
             .await
     }

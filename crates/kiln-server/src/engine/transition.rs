@@ -8,13 +8,13 @@
 //! when a job really starts.
 
 use jiff::Timestamp;
+use kiln_core::gate::{Approval, GateKind};
 use kiln_core::graph::{Command, Event, Expansion, InstanceKey, NeedsStatus, RunGraph};
 use kiln_model::workflow::Workflow;
 use kiln_model::{InstanceId, JobStatus, Value};
 use kiln_pipeline::expr::StatusCheck;
 use kiln_pipeline::plan::{Decision, JobContexts as PlanContexts, Plan, plan_job};
 use kiln_proto::agent::JobContexts;
-use kiln_core::gate::{Approval, GateKind};
 use kiln_proto::api::{WaitKind, Waiting};
 use kiln_store::types::{InstanceState, NewGate, NewInstance, RunRecord, Transition};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -55,7 +55,9 @@ pub enum Input {
     /// cancels this one: like `CancelRun`, but a deploy that is running
     /// keeps running (only a person stops a deploy). `reason` is kept as
     /// the run's error.
-    ConcurrencyCancel { reason: String },
+    ConcurrencyCancel {
+        reason: String,
+    },
     /// Stop these instances (job-level `cancel-in-progress`).
     CancelInstances(Vec<InstanceId>),
 }
@@ -272,8 +274,8 @@ pub fn transition(
             }
             Command::Cancel { key } => {
                 if let Some(i) = by_key.get(&(key.node as u32, key.index as u32)) {
-                    let running_deploy = i.status == JobStatus::Running
-                        && wf.jobs[key.node].environment.is_some();
+                    let running_deploy =
+                        i.status == JobStatus::Running && wf.jobs[key.node].environment.is_some();
                     if !(spare_deploys && running_deploy) {
                         t.cancel.push(i.id);
                     }
@@ -357,10 +359,7 @@ fn terminal(
 
 /// The gate an instance enters, and what it waits for until released: its
 /// environment (a deploy), else its job-level concurrency group.
-fn gate_for(
-    run: &RunRecord,
-    inst: &kiln_pipeline::plan::Instance,
-) -> Option<(NewGate, Waiting)> {
+fn gate_for(run: &RunRecord, inst: &kiln_pipeline::plan::Instance) -> Option<(NewGate, Waiting)> {
     let actor = match run.contexts.github.get_ci("actor") {
         Some(Value::String(s)) => s.clone(),
         _ => "kiln".to_owned(),

@@ -12,6 +12,7 @@
 
 mod fixtures;
 mod forges;
+mod gates;
 mod logs;
 mod queue;
 mod records;
@@ -19,6 +20,7 @@ mod transitions;
 mod triggers;
 
 pub use forges::*;
+pub use gates::*;
 pub use logs::*;
 pub use queue::*;
 pub use records::*;
@@ -85,6 +87,9 @@ macro_rules! __conformance_cases {
             held_runs_release_once,
             forges_set_replace_remove,
             forge_reports_outbox,
+            held_instances_wait_for_release,
+            ending_entries_and_environments,
+            held_runs_in_groups,
         }
     };
 }

@@ -3,9 +3,7 @@
 use super::codec::{from_opt_json, from_opt_ts, from_ts, parse_status, status_str, to_json, ts};
 use super::{SqliteStore, backend, commit};
 use crate::ports::{GateStore, Result, StoreError};
-use crate::types::{
-    EndEntry, EntryState, EnvironmentRecord, GateEntryRecord, GateKey, NewGate,
-};
+use crate::types::{EndEntry, EntryState, EnvironmentRecord, GateEntryRecord, GateKey, NewGate};
 use jiff::Timestamp;
 use kiln_core::gate::{Approval, GateKind};
 use kiln_model::{InstanceId, RepoId, RunId};

@@ -32,8 +32,8 @@
 
 mod agents;
 mod codec;
-mod gates;
 mod forges;
+mod gates;
 mod logs;
 mod migrations;
 mod queue;

@@ -17,10 +17,7 @@ pub async fn deploy(ctx: &Ctx, args: &DeployArgs) -> Result<i32, Error> {
         commit: args.commit.clone(),
         force: args.force,
     };
-    let raw = ctx
-        .client
-        .call_raw(&call::deploy(&args.repo, &req))
-        .await?;
+    let raw = ctx.client.call_raw(&call::deploy(&args.repo, &req)).await?;
     if args.json {
         print_json(&raw.json)?;
         return Ok(exit::SUCCESS);

@@ -10,11 +10,11 @@
 
 pub mod args;
 pub mod connect;
+mod deploys;
 mod error;
 mod fleet;
 mod logs;
 mod repo;
-mod deploys;
 mod runs;
 mod table;
 mod token;
