@@ -47,8 +47,11 @@ CONF
     if [ -z "${DOCKER_HOST:-}" ]; then
         if ! kiln_engine_answers "$sock"; then
             rm -f "$sock"
-            setsid podman system service --time=0 "unix://$sock" \
-                >/tmp/kiln-podman-service.log 2>&1 </dev/null &
+            # From /: the service outlives this shell, and conmon fails
+            # ("Failed to get working directory") once the directory it
+            # was started in is removed.
+            (cd / && setsid podman system service --time=0 "unix://$sock" \
+                >/tmp/kiln-podman-service.log 2>&1 </dev/null &)
             local i
             for i in $(seq 1 100); do
                 kiln_engine_answers "$sock" && break
