@@ -388,6 +388,7 @@ fn a_forks_pull_request_waits_and_a_branch_pull_request_runs() {
     let held = w.show(&runs[0]);
     assert_eq!(held["status"], "queued", "held, not started: {held}");
     assert_eq!(held["jobs"], Value::Array(vec![]), "{held}");
+    assert_eq!(held["waiting"]["kind"], "fork-approval", "{held}");
 
     let (status, _) = w.github_hook(
         "pull_request",
@@ -416,4 +417,17 @@ fn a_forks_pull_request_waits_and_a_branch_pull_request_runs() {
             .clone(),
     );
     assert_eq!(held["jobs"], Value::Array(vec![]), "{held}");
+
+    // A maintainer's approval starts it.
+    let id = held["id"].to_string();
+    w.server.kiln(&["approve", &id]).code(0);
+    let approved = w.show(&held);
+    assert_eq!(approved["status"], "running", "{approved}");
+    assert!(approved["waiting"].is_null(), "{approved}");
+    assert!(
+        !approved["jobs"].as_array().unwrap().is_empty(),
+        "{approved}"
+    );
+    // Approving again is refused: it is not held any more.
+    w.server.kiln(&["approve", &id]).code(2);
 }
