@@ -305,7 +305,8 @@ pub struct JobSummary {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waiting {
     pub kind: WaitKind,
-    /// The environment or group waited for.
+    /// The environment or group waited for; for a fork's pull request, why
+    /// it waits.
     pub name: String,
 }
 
@@ -338,9 +339,10 @@ impl std::fmt::Display for Waiting {
             WaitKind::Approval => write!(f, "waiting for approval to deploy to {}", self.name),
             WaitKind::Environment => write!(f, "waiting for environment {}", self.name),
             WaitKind::Group => write!(f, "waiting for concurrency group {}", self.name),
-            WaitKind::ForkApproval => {
+            WaitKind::ForkApproval if self.name.is_empty() => {
                 write!(f, "waiting for approval: pull request from a fork")
             }
+            WaitKind::ForkApproval => f.write_str(&self.name),
         }
     }
 }

@@ -257,7 +257,8 @@ pub trait TriggerStore: Send + Sync {
     /// Create a run that must not start until [`TriggerStore::release_run`]
     /// (one transaction: there is no moment when it exists unheld).
     async fn create_held_run(&self, run: NewRun, reason: &str) -> Result<RunRecord>;
-    /// Why a run is held; `None` when it is not.
+    /// Why a run is held for approval (`runs.hold`, kind `fork-approval`);
+    /// `None` when it is not (or waits only for a concurrency group).
     async fn run_hold(&self, run: RunId) -> Result<Option<String>>;
     /// Every held run and its reason, oldest first.
     async fn held_runs(&self) -> Result<Vec<(RunId, String)>>;

@@ -69,19 +69,8 @@ pub async fn show(
         next_attempt_at: r.due.then_some(r.next_at),
         comment_id: r.comment_id,
     });
-    let mut summary = run_summary(&rec);
-    if summary.waiting.is_none()
-        && !rec.status.is_terminal()
-        && s.engine.store.run_hold(run).await?.is_some()
-    {
-        // Held by the triggers for a fork's pull request (`kiln approve RUN`).
-        summary.waiting = Some(kiln_proto::api::Waiting {
-            kind: kiln_proto::api::WaitKind::ForkApproval,
-            name: String::new(),
-        });
-    }
     Ok(Json(RunDetail {
-        summary,
+        summary: run_summary(&rec),
         error: rec.error.clone(),
         jobs: jobs.iter().map(job_summary).collect(),
         forge,

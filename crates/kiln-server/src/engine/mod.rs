@@ -487,18 +487,8 @@ impl Engine {
             .extend_all_leases(lease_until(now, self.cfg.lease))
             .await?;
         self.feed_unapplied().await?;
-        let held: std::collections::HashSet<RunId> = self
-            .store
-            .held_runs()
-            .await?
-            .into_iter()
-            .map(|(run, _)| run)
-            .collect();
         for run in self.store.active_runs().await? {
-            // A held run waits for `release_run`, restart or not.
-            if held.contains(&run) {
-                continue;
-            }
+            // A held run (approval, concurrency group) is skipped by `advance`.
             self.advance(run, Input::Start, Vec::new()).await?;
         }
         Ok(())

@@ -59,9 +59,5 @@ CREATE TABLE pull_request_polls (
     PRIMARY KEY (repo_id, number)
 );
 
--- Runs created but not to be started until released (approved).
-CREATE TABLE run_holds (
-    run_id      INTEGER PRIMARY KEY REFERENCES runs (id),
-    reason      TEXT    NOT NULL,
-    created_at  INTEGER NOT NULL
-);
+-- Runs held for approval (a fork's pull request) keep their reason in
+-- runs.hold (added by 0004_gates), like runs waiting for a concurrency group.

@@ -11,6 +11,7 @@ use crate::ports::{Result, StoreError, TriggerStore};
 use crate::types::{NewRun, PullRequestPoll, RunRecord, ScheduleState, TriggerSettings};
 use jiff::Timestamp;
 use kiln_model::{RepoId, RunId};
+use kiln_proto::api::{WaitKind, Waiting};
 use sqlx::Row;
 use std::collections::BTreeMap;
 
@@ -273,51 +274,61 @@ impl TriggerStore for SqliteStore {
         commit(tx).await
     }
 
-    async fn create_held_run(&self, run: NewRun, reason: &str) -> Result<RunRecord> {
+    async fn create_held_run(&self, mut run: NewRun, reason: &str) -> Result<RunRecord> {
+        run.hold = Some(fork_hold(reason));
         let mut tx = self.write().await?;
         let record = insert_run(&mut tx, &run).await?;
-        sqlx::query("INSERT INTO run_holds (run_id, reason, created_at) VALUES (?, ?, ?)")
-            .bind(record.id.0)
-            .bind(reason)
-            .bind(ts(run.now))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
         commit(tx).await?;
         Ok(record)
     }
 
     async fn run_hold(&self, run: RunId) -> Result<Option<String>> {
-        sqlx::query_scalar("SELECT reason FROM run_holds WHERE run_id = ?")
-            .bind(run.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)
+        let hold: Option<Option<String>> = sqlx::query_scalar(&format!(
+            "SELECT hold FROM runs WHERE id = ? AND {FORK_HOLD}"
+        ))
+        .bind(run.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        hold.flatten().map(|h| reason_of(&h)).transpose()
     }
 
     async fn held_runs(&self) -> Result<Vec<(RunId, String)>> {
-        let rows = sqlx::query("SELECT run_id, reason FROM run_holds ORDER BY run_id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    RunId(row.try_get("run_id").map_err(backend)?),
-                    row.try_get("reason").map_err(backend)?,
-                ))
-            })
+        let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
+            "SELECT id, hold FROM runs WHERE {FORK_HOLD} ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter()
+            .map(|(id, hold)| Ok((RunId(id), reason_of(&hold)?)))
             .collect()
     }
 
     async fn release_run(&self, run: RunId) -> Result<bool> {
-        let mut tx = self.write().await?;
-        let done = sqlx::query("DELETE FROM run_holds WHERE run_id = ?")
-            .bind(run.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        commit(tx).await?;
+        let done = sqlx::query(&format!(
+            "UPDATE runs SET hold = NULL WHERE id = ? AND {FORK_HOLD}"
+        ))
+        .bind(run.0)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Runs held for approval: `runs.hold` is a `Waiting` of kind
+/// `fork-approval` (concurrency groups hold runs in the same column).
+const FORK_HOLD: &str = "hold IS NOT NULL AND json_extract(hold, '$.kind') = 'fork-approval'";
+
+fn fork_hold(reason: &str) -> Waiting {
+    Waiting {
+        kind: WaitKind::ForkApproval,
+        name: reason.to_owned(),
+    }
+}
+
+fn reason_of(hold: &str) -> Result<String> {
+    let w: Waiting = from_json("run hold", hold)?;
+    Ok(w.name)
 }
