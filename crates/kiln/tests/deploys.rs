@@ -53,6 +53,24 @@ impl World {
         ));
     }
 
+    /// Push `n` commits (`c1`…, each changing `n.txt`) on top of what is
+    /// in the work tree, register the repository and start the agent.
+    /// Returns the commits, oldest first.
+    fn start(&mut self, n: usize) -> Vec<String> {
+        let commits = (1..=n).map(|i| self.commit(i)).collect();
+        self.add_repo();
+        self.agent();
+        commits
+    }
+
+    /// Commit number `i`: `n.txt` holds `i` (c1 keeps the tree as it is).
+    fn commit(&self, i: usize) -> String {
+        if i > 1 {
+            self.remote.file("n.txt", &i.to_string());
+        }
+        self.remote.push(&format!("c{i}"))
+    }
+
     fn log(&self) -> PathBuf {
         self.tmp.path().join("deploy.log")
     }
@@ -196,13 +214,7 @@ fn five_quick_pushes_deploy_one_at_a_time_and_the_newest_wins() {
     let mut w = World::new();
     let wf = deploy_workflow(&w.log(), "1", "", "");
     w.remote.file(".kiln/workflows/deploy.yml", &wf);
-    let mut commits = vec![w.remote.push("c1")];
-    w.add_repo();
-    w.agent();
-    for i in 2..=5 {
-        w.remote.file("n.txt", &i.to_string());
-        commits.push(w.remote.push(&format!("c{i}")));
-    }
+    let commits = w.start(5);
     let runs: Vec<String> = commits.iter().map(|c| w.trigger(c)).collect();
     for r in &runs {
         w.finished(r);
@@ -239,11 +251,7 @@ fn an_older_commit_is_stale_unless_forced() {
     let mut w = World::new();
     let wf = deploy_workflow(&w.log(), "0", "", "");
     w.remote.file(".kiln/workflows/deploy.yml", &wf);
-    let c1 = w.remote.push("c1");
-    w.remote.file("n.txt", "2");
-    let c2 = w.remote.push("c2");
-    w.add_repo();
-    w.agent();
+    let [c1, c2]: [String; 2] = w.start(2).try_into().unwrap();
     let r = w.trigger(&c2);
     assert_eq!(w.finished(&r)["status"], "success");
     assert_eq!(w.env()["commit"], c2.as_str());
@@ -270,9 +278,7 @@ fn approval_granted_rejected_and_superseded_while_waiting() {
     let mut w = World::new();
     let wf = deploy_workflow(&w.log(), "0", "      approval: true", "");
     w.remote.file(".kiln/workflows/deploy.yml", &wf);
-    let c1 = w.remote.push("c1");
-    w.add_repo();
-    w.agent();
+    let [c1]: [String; 1] = w.start(1).try_into().unwrap();
 
     // Granted.
     let r1 = w.trigger(&c1);
@@ -289,8 +295,7 @@ fn approval_granted_rejected_and_superseded_while_waiting() {
     assert!(approver.is_string(), "approver recorded: {}", w.env());
 
     // Rejected.
-    w.remote.file("n.txt", "2");
-    let c2 = w.remote.push("c2");
+    let c2 = w.commit(2);
     let r2 = w.trigger(&c2);
     w.wait_job(&r2, "deploy", "waiting for approval", |j| {
         j["waiting"]["kind"] == "approval"
@@ -306,14 +311,12 @@ fn approval_granted_rejected_and_superseded_while_waiting() {
     assert_eq!(w.env()["commit"], c1.as_str());
 
     // Superseded while waiting: a newer commit's deploy replaces it.
-    w.remote.file("n.txt", "3");
-    let c3 = w.remote.push("c3");
+    let c3 = w.commit(3);
     let r3 = w.trigger(&c3);
     w.wait_job(&r3, "deploy", "waiting for approval", |j| {
         j["waiting"]["kind"] == "approval"
     });
-    w.remote.file("n.txt", "4");
-    let c4 = w.remote.push("c4");
+    let c4 = w.commit(4);
     let r4 = w.trigger(&c4);
     w.finished(&r3);
     let j = w.job(&r3, "deploy");
@@ -432,11 +435,7 @@ fn a_restarted_server_keeps_the_environment_held_by_the_running_deploy() {
     let mut w = World::new();
     let wf = deploy_workflow(&w.log(), "3", "", "");
     w.remote.file(".kiln/workflows/deploy.yml", &wf);
-    let c1 = w.remote.push("c1");
-    w.remote.file("n.txt", "2");
-    let c2 = w.remote.push("c2");
-    w.add_repo();
-    w.agent();
+    let [c1, c2]: [String; 2] = w.start(2).try_into().unwrap();
     let r1 = w.trigger(&c1);
     w.wait_job(&r1, "deploy", "the deploy to run", |j| {
         j["status"] == "running"
@@ -479,13 +478,7 @@ jobs:
         log = log.display()
     );
     w.remote.file(".kiln/workflows/ci.yml", &wf);
-    let mut commits = vec![w.remote.push("c1")];
-    for i in 2..=4 {
-        w.remote.file("n.txt", &i.to_string());
-        commits.push(w.remote.push(&format!("c{i}")));
-    }
-    w.add_repo();
-    w.agent();
+    let commits = w.start(4);
     let runs: Vec<String> = commits.iter().map(|c| w.trigger(c)).collect();
     let held = w.server.json(&["show", &runs[3]]);
     assert_eq!(held["waiting"]["kind"], "group", "{held}");
