@@ -73,10 +73,16 @@ pub(crate) async fn beat(b: Beat, stop: CancellationToken) {
                     b.cancel.graceful.cancel();
                 }
             }
-            Err(ClientError::Stale(_) | ClientError::NotFound(_)) if b.reporting.is_cancelled() => {
+            Err(
+                ClientError::Stale(_) | ClientError::NotFound(_) | ClientError::NotLeaseHolder(_),
+            ) if b.reporting.is_cancelled() => {
                 return;
             }
-            Err(ClientError::Stale(_) | ClientError::NotFound(_)) => {
+            // The attempt is not ours any more (another attempt or agent
+            // holds the job, or it ended): stop the steps.
+            Err(
+                ClientError::Stale(_) | ClientError::NotFound(_) | ClientError::NotLeaseHolder(_),
+            ) => {
                 b.events.event(&Event::LeaseLost {
                     job: b.job,
                     attempt: b.attempt,
@@ -88,6 +94,8 @@ pub(crate) async fn beat(b: Beat, stop: CancellationToken) {
             Err(
                 e @ (ClientError::Unreachable { .. }
                 | ClientError::Server { .. }
+                | ClientError::Conflict(_)
+                | ClientError::Invalid(_)
                 | ClientError::Unauthorized(_)
                 | ClientError::Forbidden(_)
                 | ClientError::Protocol(_)),

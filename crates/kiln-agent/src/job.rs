@@ -278,14 +278,16 @@ async fn remove_dir(dir: std::path::PathBuf) {
 
 /// Report the result, retrying until the server acknowledges it or
 /// refuses it. A lost lease needs no watching here: the server answers the
-/// completion of a stale attempt with 409.
+/// completion of a stale attempt with kind `stale` (or `not-lease-holder`
+/// when another agent holds it); a `conflict` is retried like an outage;
+/// any other refusal (an invalid result) is logged with its reason.
 async fn report(shared: &Shared, job: kiln_model::InstanceId, completion: Completion) -> JobEnd {
     let mut backoff = Backoff::new(backoff::DELIVER);
     let mut failures = 0;
     loop {
         match shared.client.complete(job, &completion).await {
             Ok(()) => return JobEnd::Reported(completion.result.status),
-            Err(ClientError::Stale(_)) => return JobEnd::Stale,
+            Err(ClientError::Stale(_) | ClientError::NotLeaseHolder(_)) => return JobEnd::Stale,
             Err(e) if e.is_transient() => {
                 failures += 1;
                 let retry_in = backoff.next_delay();

@@ -9,10 +9,11 @@
 //! answer may be a job already leased to this agent).
 //!
 //! Failures: a transient one (unreachable, 5xx, a garbled answer) backs
-//! off and retries; 404 or 409 on a claim (the server does not know this
-//! agent, as after its database was reset) registers again; 401, 403 and
-//! other refusals stop claiming, let the running jobs finish, and end the
-//! agent with [`AgentError::Rejected`].
+//! off and retries; 404, 409 or 401 on a claim (the server does not know
+//! this agent or its session, as after its database was reset, or another
+//! process registered the same name) registers again, twice at most in a
+//! row; then, and on 403 and other refusals, the agent stops claiming,
+//! lets the running jobs finish, and ends with [`AgentError::Rejected`].
 
 use crate::backoff::{self, Backoff};
 use crate::checkout::Mirrors;
@@ -82,6 +83,8 @@ pub(crate) async fn run(
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut fatal: Option<AgentError> = None;
     let mut stopping = false;
+    // Registrations since the last claim the server accepted.
+    let mut reregistered = 0u32;
 
     loop {
         if !stopping && (shutdown.is_cancelled() || fatal.is_some()) {
@@ -118,6 +121,7 @@ pub(crate) async fn run(
                 match claimed {
                     Ok(Some(a)) => {
                         failures = 0;
+                        reregistered = 0;
                         backoff.reset();
                         // A job heavier than the whole capacity is given
                         // only to an idle agent and takes all of it.
@@ -147,9 +151,18 @@ pub(crate) async fn run(
                     }
                     Ok(None) => {
                         failures = 0;
+                        reregistered = 0;
                         backoff.reset();
                     }
-                    Err(ClientError::NotFound(_) | ClientError::Stale(_)) => {
+                    Err(source @ (ClientError::NotFound(_)
+                    | ClientError::Stale(_)
+                    | ClientError::Unauthorized(_)))
+                        if reregistered >= 2 =>
+                    {
+                        fatal = Some(AgentError::Rejected { call: Call::Claim, source });
+                    }
+                    Err(ClientError::NotFound(_) | ClientError::Stale(_) | ClientError::Unauthorized(_)) => {
+                        reregistered += 1;
                         match register(&client, &config, &shutdown, events.as_ref()).await {
                             Ok(Some(reg)) => agent = reg.agent_id,
                             Ok(None) => {}

@@ -118,12 +118,12 @@ pub(crate) async fn ship(
         loop {
             match client.send_logs(job, &chunk).await {
                 Ok(()) => break,
-                Err(ClientError::Stale(_)) => {
+                Err(e @ (ClientError::Stale(_) | ClientError::NotLeaseHolder(_))) => {
                     spool.discard();
                     events.event(&Event::LogsAbandoned {
                         job,
                         attempt,
-                        reason: "the attempt is no longer this agent's (409)".into(),
+                        reason: format!("the attempt is no longer this agent's: {e}"),
                     });
                     return Shipped::Stale;
                 }

@@ -3,7 +3,8 @@
 //!
 //! Every method makes exactly one request; retrying is the caller's
 //! decision ([`ClientError::is_transient`] says when it is worth it, and
-//! [`ClientError::Stale`] means the attempt is no longer the caller's).
+//! [`ClientError::Stale`] or [`ClientError::NotLeaseHolder`] means the
+//! attempt is no longer the caller's).
 //! Every request has a time limit, so a server that accepts a connection
 //! and never answers looks like an unreachable one instead of hanging the
 //! agent: [`REQUEST_TIMEOUT`] for the short calls, `wait_ms` plus
@@ -30,13 +31,20 @@ impl Client {
     /// `POST register`: announce the agent; the answer carries its id and
     /// the timings to use. Registering again under the same name is allowed
     /// (same id, labels updated).
+    ///
+    /// The answer's session secret is sent with every later request of this
+    /// client and its clones: it names this registration, and replaces any
+    /// earlier one of the same name.
     pub async fn register(&self, req: &RegisterRequest) -> Result<RegisterResponse> {
-        self.json(
-            self.request(reqwest::Method::POST, routes::AGENT_REGISTER)
-                .timeout(REQUEST_TIMEOUT)
-                .json(req),
-        )
-        .await
+        let resp: RegisterResponse = self
+            .json(
+                self.request(reqwest::Method::POST, routes::AGENT_REGISTER)
+                    .timeout(REQUEST_TIMEOUT)
+                    .json(req),
+            )
+            .await?;
+        self.set_session(resp.session.clone());
+        Ok(resp)
     }
 
     /// `POST claim`, a long-poll: `Ok(Some)` is a job now leased to this

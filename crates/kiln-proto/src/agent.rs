@@ -1,6 +1,11 @@
 //! The agent protocol. Written down in `docs/protocol.md`.
 //!
-//! 1. `POST register` with an agent token → an agent id and the timings.
+//! 1. `POST register` with an agent token → an agent id, a session secret
+//!    and the timings. Every later call carries the secret in the
+//!    [`SESSION_HEADER`]: it names the agent, and a report on a job is
+//!    accepted only from the agent holding that attempt's lease (403,
+//!    kind `not-lease-holder`, otherwise). Registering again under the same
+//!    name replaces the session: the previous one gets 401.
 //! 2. `POST claim` long-polls: the server answers at once when a job that
 //!    fits the agent's labels and free capacity is queued, or the moment one
 //!    becomes ready, or with 204 after `wait_ms`.
@@ -27,9 +32,38 @@ pub struct RegisterRequest {
     pub version: String,
 }
 
+/// The header that carries an agent's [`SessionSecret`] on every call after
+/// `register`.
+pub const SESSION_HEADER: &str = "kiln-agent-session";
+
+/// The secret that names one registration of an agent. Its value is never
+/// printed (`Debug` shows a placeholder); the server keeps only its hash.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionSecret(String);
+
+impl SessionSecret {
+    pub fn new(secret: String) -> SessionSecret {
+        SessionSecret(secret)
+    }
+
+    /// The secret itself, for the header and for hashing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionSecret(<redacted>)")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegisterResponse {
     pub agent_id: AgentId,
+    /// Send it in [`SESSION_HEADER`] on every later call.
+    pub session: SessionSecret,
     pub heartbeat_ms: u64,
     pub lease_ms: u64,
 }

@@ -1,17 +1,57 @@
-//! The public REST API's bodies. Every error response is an [`ErrorBody`];
-//! status codes: 400 bad input, 401 no or unknown token, 403 token lacks the
-//! role, 404 unknown id, 409 conflict (stale fencing token, duplicate name),
-//! 413 body too large, 500 server fault.
+//! The public REST API's bodies. Every error response is an [`ErrorBody`]
+//! whose [`ErrorKind`] says what a client may do about it; status codes:
+//! 400 bad input, 401 no or unknown token, 403 token lacks the role (or an
+//! agent reports on a lease it does not hold), 404 unknown id, 409 conflict
+//! (a duplicate name, a state that forbids the request, or a stale fencing
+//! token: the kind tells them apart), 413 body too large, 500 server fault.
 
 use jiff::Timestamp;
 use kiln_model::{AgentId, InstanceId, JobStatus, RunId, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Every error: a message a person can act on.
+/// Every error: a message a person can act on, and its kind for programs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+    /// Absent in answers from servers older than the field: read as
+    /// [`ErrorKind::Other`], and the status code decides.
+    #[serde(default)]
+    pub kind: ErrorKind,
+}
+
+/// What went wrong, as a client acts on it. The HTTP status is derived
+/// from it (one table, at the server's edge); two kinds may share a
+/// status (`conflict` and `stale` are both 409), so clients read the kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The request is malformed or asks for something impossible: do not
+    /// repeat it unchanged (400).
+    Invalid,
+    /// No token, or an unknown one (401).
+    Unauthorized,
+    /// The token's role is not enough (403).
+    Forbidden,
+    /// An agent reported on an attempt whose lease another agent holds
+    /// (403): stop working on it.
+    NotLeaseHolder,
+    /// The thing named does not exist (404).
+    NotFound,
+    /// The current state forbids it now, or a concurrent change won:
+    /// re-read, and retrying may succeed (409).
+    Conflict,
+    /// The fencing token (attempt) is no longer current: nothing changed,
+    /// and the attempt is over for its agent (409).
+    Stale,
+    /// The body is larger than the server accepts (413).
+    TooLarge,
+    /// The server failed; retrying later may work (500).
+    Internal,
+    /// A kind this client does not know (a newer server), or none sent.
+    #[default]
+    #[serde(other)]
+    Other,
 }
 
 /// What a token may do. Admin ⊃ maintainer ⊃ viewer; agent tokens reach
@@ -447,6 +487,10 @@ pub struct AgentInfo {
     pub used: u32,
     pub online: bool,
     pub last_seen: Timestamp,
+    /// When the server declared the agent lost (its lease ran out while it
+    /// was silent); `None` while it is online.
+    #[serde(default)]
+    pub lost_at: Option<Timestamp>,
     pub running: Vec<InstanceId>,
 }
 

@@ -22,6 +22,14 @@ pub struct RawConfig {
     pub queue: RawQueue,
     #[serde(default)]
     pub triggers: RawTriggers,
+    #[serde(default)]
+    pub labels: RawLabels,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLabels {
+    pub aliases: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -58,6 +66,8 @@ pub struct Config {
     pub public_url: String,
     /// The file holding the key that seals secrets at rest (forge tokens).
     pub secret_key_file: PathBuf,
+    /// `runs-on` label → the agent labels that serve it.
+    pub label_aliases: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +113,9 @@ impl RawConfig {
                     .hook_body_limit_bytes
                     .or(self.triggers.hook_body_limit_bytes),
             },
+            labels: RawLabels {
+                aliases: other.labels.aliases.or(self.labels.aliases),
+            },
         }
     }
 
@@ -134,6 +147,7 @@ impl RawConfig {
                 time_zone: get("KILN_TIME_ZONE"),
                 hook_body_limit_bytes: num("KILN_HOOK_BODY_LIMIT_BYTES")?.map(|n| n as u64),
             },
+            labels: RawLabels::default(),
         })
     }
 
@@ -215,7 +229,25 @@ impl RawConfig {
             }
             n => usize::try_from(n).unwrap_or(usize::MAX),
         };
+        let mut label_aliases = Vec::new();
+        for (alias, targets) in raw.labels.aliases.unwrap_or_default() {
+            if alias.trim().is_empty() || targets.iter().any(|t| t.trim().is_empty()) {
+                return Err(ConfigError::Invalid {
+                    key: format!("labels.aliases.{alias}"),
+                    message: "labels must not be empty".into(),
+                });
+            }
+            if targets.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: format!("labels.aliases.{alias}"),
+                    message: "an alias needs at least one label (every agent would serve it)"
+                        .into(),
+                });
+            }
+            label_aliases.push((alias, targets));
+        }
         Ok(Config {
+            label_aliases,
             time_zone,
             hook_body_limit,
             listen,
@@ -249,6 +281,26 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/data"));
         assert_eq!(c.time_zone, jiff::tz::TimeZone::UTC);
         assert_eq!(c.hook_body_limit, 1 << 20);
+        assert!(
+            c.label_aliases
+                .contains(&("ubuntu-latest".into(), vec!["linux".into(), "x64".into()])),
+            "{:?}",
+            c.label_aliases
+        );
+    }
+
+    #[test]
+    fn label_aliases_replace_the_defaults_and_are_checked() {
+        let raw =
+            RawConfig::parse("k.toml", "[labels.aliases]\nbig = [\"linux\", \"gpu\"]\n").unwrap();
+        let c = raw.resolve("/data".into()).unwrap();
+        assert_eq!(
+            c.label_aliases,
+            vec![("big".into(), vec!["linux".into(), "gpu".into()])]
+        );
+        let bad = RawConfig::parse("k.toml", "[labels.aliases]\nall = []\n").unwrap();
+        let err = bad.resolve("/data".into()).unwrap_err().to_string();
+        assert!(err.contains("labels.aliases.all"), "{err}");
     }
 
     #[test]

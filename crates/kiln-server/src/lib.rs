@@ -66,6 +66,7 @@ pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server
             workflows_dir: cfg.workflows_dir.clone(),
             time_zone: cfg.time_zone.clone(),
             hook_body_limit: cfg.hook_body_limit,
+            label_aliases: cfg.label_aliases.clone(),
         },
         forges,
         forge::Outbound::new(&cfg.public_url, key),
@@ -86,6 +87,7 @@ pub async fn start(cfg: &config::Config, store: Arc<dyn Store>) -> Result<Server
     let shutdown = CancellationToken::new();
     let app = api::router(api::AppState {
         engine: engine.clone(),
+        roles: Default::default(),
     });
     tokio::spawn(engine.clone().reaper(shutdown.clone()));
     tokio::spawn(engine.clone().gatekeeper(shutdown.clone()));

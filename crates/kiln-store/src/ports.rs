@@ -8,10 +8,12 @@
 //!   the microsecond (what comes back is truncated to that);
 //! - errors: [`StoreError::NotFound`] for an unknown id,
 //!   [`StoreError::Conflict`] for a duplicate name or a lost optimistic
-//!   race (retry after re-reading), [`StoreError::Stale`] for a fencing
-//!   token (attempt) that is no longer current — the caller's view is out
-//!   of date and nothing was changed; [`StoreError::Backend`] for the
-//!   database itself.
+//!   race (retry after re-reading), [`StoreError::Invalid`] for a request
+//!   that can never succeed (a non-final result), [`StoreError::Stale`]
+//!   for a fencing token (attempt) that is no longer current — the
+//!   caller's view is out of date and nothing was changed;
+//!   [`StoreError::NotOwner`] when the attempt is current but leased to
+//!   another agent; [`StoreError::Backend`] for the database itself.
 //!
 //! Cancellation: dropping a future mid-call rolls its transaction back.
 
@@ -29,8 +31,12 @@ pub enum StoreError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
     #[error("stale attempt: {0}")]
     Stale(String),
+    #[error("not the lease holder: {0}")]
+    NotOwner(String),
     #[error("storage: {0}")]
     Backend(String),
 }
@@ -75,6 +81,19 @@ pub trait RunStore: Send + Sync {
 pub trait QueueStore: Send + Sync {
     /// Queued instances not asking to be cancelled, oldest first, at most `limit`.
     async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>>;
+    /// Lease the next queued instance this agent can take (see
+    /// [`ClaimAsk`] and `kiln_core::dispatch` for the rules: labels,
+    /// weight, priority, round-robin between repositories, FIFO), exactly
+    /// as [`QueueStore::claim`] does for one instance, and move the
+    /// round-robin cursor (kept in the store) to its repository. `None`
+    /// when nothing queued fits. Held and cancel-requested instances are
+    /// never taken. Concurrent calls never take one instance twice.
+    async fn claim_next(
+        &self,
+        ask: &ClaimAsk,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<InstanceRecord>>;
     /// Lease a queued instance to an agent: only if it is still queued.
     /// Increments the attempt (the new fencing token), records the attempt,
     /// sets status Running and the lease. `None` if someone else got it.
@@ -86,28 +105,33 @@ pub trait QueueStore: Send + Sync {
         lease_until: Timestamp,
     ) -> Result<Option<InstanceRecord>>;
     /// Extend the lease; returns whether cancellation was requested.
-    /// Stale unless the instance is Running at this attempt.
+    /// Stale unless the instance is Running at this attempt; NotOwner when
+    /// it is, but leased to another agent.
     async fn heartbeat(
         &self,
         id: InstanceId,
+        agent: AgentId,
         attempt: u32,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> Result<bool>;
     /// Record the attempt's result: the instance becomes terminal with the
     /// result's status, `graph_applied = false`. Stale unless Running at
-    /// this attempt. Returns the run. Conflict if the result's status is
-    /// not final.
+    /// this attempt; NotOwner when another agent holds it. Returns the
+    /// run. Invalid if the result's status is not final.
     async fn complete(
         &self,
         id: InstanceId,
+        agent: AgentId,
         attempt: u32,
         result: JobResult,
         now: Timestamp,
     ) -> Result<RunId>;
     /// Running instances whose lease ended before `now`: the attempt ends
     /// as `agent-lost`; the instance is requeued while attempts remain and
-    /// it was not cancelled, else it fails (`graph_applied = false`).
+    /// it was not cancelled, else it fails (`graph_applied = false`). Its
+    /// agent, if not heard from since the lease was last renewed, is
+    /// declared lost (`lost_at = now`) in the same transaction.
     /// One whose cancellation was requested ends Cancelled instead. A
     /// requeued instance keeps its place in the FIFO queue.
     async fn expire_leases(&self, now: Timestamp) -> Result<Vec<Expired>>;
@@ -123,10 +147,12 @@ pub trait QueueStore: Send + Sync {
 pub trait LogStore: Send + Sync {
     /// Store one chunk (compressed by the adapter). Idempotent on
     /// (instance, attempt, seq): a repeat is accepted and ignored. Stale if
-    /// `attempt` is not the instance's current attempt.
+    /// `attempt` is not the instance's current attempt; NotOwner if that
+    /// attempt was claimed by another agent.
     async fn append_logs(
         &self,
         id: InstanceId,
+        agent: AgentId,
         attempt: u32,
         seq: u64,
         lines: &[LogEntry],
@@ -138,17 +164,31 @@ pub trait LogStore: Send + Sync {
 
 #[async_trait::async_trait]
 pub trait AgentStore: Send + Sync {
-    /// Register or re-register (same name: same id, labels updated).
+    /// Register or re-register (same name: same id, labels updated). The
+    /// agent's session becomes `session_hash` (the SHA-256 hex of a fresh
+    /// secret), replacing any earlier one; the agent is online again.
     async fn register_agent(
         &self,
         name: &str,
         labels: &[String],
         capacity: u32,
+        session_hash: &str,
         now: Timestamp,
     ) -> Result<AgentRecord>;
+    /// The agent whose current session has this hash.
+    async fn agent_by_session(&self, session_hash: &str) -> Result<Option<AgentRecord>>;
     async fn agent(&self, id: AgentId) -> Result<AgentRecord>;
     async fn agents(&self) -> Result<Vec<AgentRecord>>;
+    /// The agent was heard from: `last_seen` moves forward (never back)
+    /// and it is online again.
     async fn touch_agent(&self, id: AgentId, now: Timestamp) -> Result<()>;
+    /// Declare lost every online agent not heard from since `silent_since`
+    /// (`lost_at = now`); returns them.
+    async fn mark_lost_agents(
+        &self,
+        silent_since: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<AgentId>>;
 }
 
 #[async_trait::async_trait]

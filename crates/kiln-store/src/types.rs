@@ -198,6 +198,8 @@ pub struct NewInstance {
     pub matrix: Option<Value>,
     pub runs_on: Vec<String>,
     pub weight: u32,
+    /// Claim order: higher first (0 by default).
+    pub priority: i32,
     /// `Queued` enters the queue; `Skipped`, `Failure`, `Cancelled` are
     /// terminal at once (and count as applied to the graph).
     pub status: JobStatus,
@@ -298,6 +300,19 @@ pub struct Candidate {
     pub repo: RepoId,
     pub runs_on: Vec<String>,
     pub weight: u32,
+    pub priority: i32,
+}
+
+/// An agent asking for work.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimAsk {
+    pub agent: AgentId,
+    /// The labels it serves: its own and the aliases they satisfy
+    /// (`kiln_core::dispatch::effective_labels`).
+    pub labels: Vec<String>,
+    pub capacity: u32,
+    /// Capacity not taken by its running jobs.
+    pub free: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -307,6 +322,9 @@ pub struct AgentRecord {
     pub labels: Vec<String>,
     pub capacity: u32,
     pub last_seen: Timestamp,
+    /// When the server declared the agent lost; `None` while it is online
+    /// (any call from the agent clears it).
+    pub lost_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

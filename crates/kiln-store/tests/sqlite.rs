@@ -35,6 +35,15 @@ mod memory {
     });
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_handles_on_one_file_never_claim_one_job_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kiln.db");
+    let a = SqliteStore::open(&path).await.expect("open a");
+    let b = SqliteStore::open(&path).await.expect("open b");
+    kiln_store::conformance::two_handles_never_claim_one_job_twice(a, b).await;
+}
+
 #[tokio::test]
 async fn run_all_in_one_go() {
     kiln_store::conformance::run_all(file_store).await;
@@ -93,6 +102,7 @@ async fn everything_survives_reopening() {
                 started_at: Some(t(2)),
                 new_instances: vec![
                     NewInstance {
+                        priority: 0,
                         gate: None,
                         node: 0,
                         index: 0,
@@ -107,6 +117,7 @@ async fn everything_survives_reopening() {
                         max_attempts: 3,
                     },
                     NewInstance {
+                        priority: 0,
                         gate: None,
                         node: 1,
                         index: 0,
@@ -128,7 +139,7 @@ async fn everything_survives_reopening() {
         .await
         .unwrap();
     let agent = store
-        .register_agent("builder", &["linux".into()], 2, t(3))
+        .register_agent("builder", &["linux".into()], 2, "session", t(3))
         .await
         .unwrap();
     let build = store.instances(run.id).await.unwrap()[0].id;
@@ -147,7 +158,10 @@ async fn everything_survives_reopening() {
             text: format!("line {n} ✓"),
         })
         .collect();
-    store.append_logs(build, 1, 0, &lines).await.unwrap();
+    store
+        .append_logs(build, agent.id, 1, 0, &lines)
+        .await
+        .unwrap();
     store
         .add_token(&"f".repeat(64), Role::Admin, Some("root"), t(6))
         .await
@@ -187,9 +201,14 @@ async fn everything_survives_reopening() {
             .is_some()
     );
     // The queue and the fencing token carry on where they were.
-    assert!(!store.heartbeat(build, 1, t(7), t(37)).await.unwrap());
+    assert!(
+        !store
+            .heartbeat(build, agent.id, 1, t(7), t(37))
+            .await
+            .unwrap()
+    );
     assert!(matches!(
-        store.heartbeat(build, 2, t(7), t(37)).await,
+        store.heartbeat(build, agent.id, 2, t(7), t(37)).await,
         Err(StoreError::Stale(_))
     ));
     // Ids are never reused after a restart.
@@ -241,7 +260,13 @@ async fn concurrent_writers_never_see_busy() {
             tokio::spawn(async move {
                 for k in 0..10 {
                     store
-                        .register_agent(&format!("agent-{n}-{k}"), &[], 1, t(k))
+                        .register_agent(
+                            &format!("agent-{n}-{k}"),
+                            &[],
+                            1,
+                            &format!("s-{n}-{k}"),
+                            t(k),
+                        )
                         .await
                         .expect("no write may fail under contention");
                 }

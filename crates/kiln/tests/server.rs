@@ -329,6 +329,34 @@ fn a_killed_agent_loses_its_lease_and_another_agent_finishes_the_job() {
         ]
     );
     assert_eq!(results["jobs"][0]["reason"], "agent-lost");
+    // The lost agent shows as lost, with when it was last seen, at once and
+    // after a server restart (the verdict is in the store).
+    let lost = |agents: Value| {
+        let first = agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "first")
+            .cloned()
+            .unwrap_or_else(|| panic!("no agent `first`: {agents}"));
+        assert_eq!(first["online"], false, "{first}");
+        assert!(first["lost_at"].is_string(), "{first}");
+        assert!(first["last_seen"].is_string(), "{first}");
+        first["lost_at"].clone()
+    };
+    let before = lost(w.server.json(&["agents"]));
+    let mut w = w;
+    w.server.restart();
+    assert_eq!(lost(w.server.json(&["agents"])), before);
+    let table = w.server.kiln(&["agents"]);
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("first") && l.contains("lost")),
+        "{}",
+        table.stdout
+    );
 }
 
 #[test]
@@ -455,4 +483,118 @@ fn a_run_is_pinned_to_the_commit_asked_for() {
     ]);
     assert_eq!(unknown.code, 2, "{}", unknown.stderr);
     assert!(unknown.stderr.contains("is not in"), "{}", unknown.stderr);
+}
+
+/// A report on a job is accepted only from the agent holding the attempt's
+/// lease: another registered agent, with a valid agent token and the right
+/// attempt number, is refused (403, `not-lease-holder`) on heartbeat, logs
+/// and completion, and the run goes on to the real agent's result.
+#[test]
+fn an_agent_cannot_report_on_another_agents_attempt() {
+    use kiln_client::{Client, ClientError};
+    use kiln_proto::agent::{Completion, Heartbeat, LogChunk, RegisterRequest, WireLine};
+    use kiln_proto::results::JobResult;
+
+    let w = world(10.0);
+    // The step blocks on a FIFO until the test writes to it.
+    let gate = w._tmp.path().join("go.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    w.remote.file(
+        ".kiln/workflows/ci.yml",
+        &format!(
+            "on: push\njobs:\n  j:\n    runs-on: [self-hosted, holder]\n    steps:\n      \
+             - run: echo started && read go < {} && echo real-end\n",
+            gate.display()
+        ),
+    );
+    w.remote.push("j");
+    w.add_repo();
+    let _holder = w.agent("holder", "holder", 1);
+    let run = w.trigger(&[]);
+    let running = w.server.wait_run(&run, "the job to run", |v| {
+        v["jobs"][0]["status"] == "running"
+    });
+    let job: kiln_model::InstanceId =
+        serde_json::from_value(running["jobs"][0]["id"].clone()).unwrap();
+
+    let token = std::fs::read_to_string(&w.token_file).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let impostor = Client::new(&w.server.url(), token.trim()).unwrap();
+        impostor
+            .register(&RegisterRequest {
+                name: "impostor".into(),
+                labels: vec!["holder".into()],
+                capacity: 1,
+                version: "test".into(),
+            })
+            .await
+            .unwrap();
+        let refused = |r: Result<(), ClientError>, call: &str| match r {
+            Err(ClientError::NotLeaseHolder(_)) => {}
+            other => panic!("{call} by another agent: expected not-lease-holder, got {other:?}"),
+        };
+        refused(
+            impostor
+                .heartbeat(job, &Heartbeat { attempt: 1 })
+                .await
+                .map(|_| ()),
+            "heartbeat",
+        );
+        refused(
+            impostor
+                .send_logs(
+                    job,
+                    &LogChunk {
+                        attempt: 1,
+                        seq: 99,
+                        lines: vec![WireLine {
+                            step: 0,
+                            stream: kiln_proto::api::LogStream::Stdout,
+                            at: jiff::Timestamp::now(),
+                            text: "forged line".into(),
+                        }],
+                    },
+                )
+                .await,
+            "logs",
+        );
+        let mut forged: JobResult = serde_json::from_value(serde_json::json!({
+            "job": "j", "name": "j", "matrix": null, "status": "success",
+            "reason": null, "attempt": 1, "agent": "impostor", "queued_at": null,
+            "started_at": null, "finished_at": null, "duration_ms": 0,
+            "phases": [], "outputs": {}, "steps": []
+        }))
+        .unwrap();
+        forged.status = kiln_model::JobStatus::Success;
+        refused(
+            impostor
+                .complete(
+                    job,
+                    &Completion {
+                        attempt: 1,
+                        result: forged,
+                    },
+                )
+                .await,
+            "complete",
+        );
+    });
+    let still = w.server.json(&["show", &run]);
+    assert_eq!(still["jobs"][0]["status"], "running", "{still}");
+
+    std::fs::write(&gate, "go\n").unwrap();
+    let done = w.finished(&run);
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["jobs"][0]["agent"], "holder");
+    let logs = w.server.kiln(&["logs", &run]);
+    assert!(logs.stdout.contains("real-end"), "{}", logs.stdout);
+    assert!(!logs.stdout.contains("forged line"), "{}", logs.stdout);
 }

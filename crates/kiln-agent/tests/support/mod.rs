@@ -16,14 +16,17 @@ use kiln_model::workflow::Workflow;
 use kiln_model::{AgentId, InstanceId, RunId, Value};
 use kiln_proto::agent::{
     Assignment, ClaimRequest, Completion, Heartbeat, HeartbeatReply, JobContexts, LogChunk,
-    RegisterRequest, RegisterResponse, WireLine,
+    RegisterRequest, RegisterResponse, SESSION_HEADER, SessionSecret, WireLine,
 };
-use kiln_proto::api::{ErrorBody, LogStream};
+use kiln_proto::api::{ErrorBody, ErrorKind, LogStream};
 use kiln_proto::routes;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
+
+/// The session secret the fake hands out at registration.
+pub const SESSION: &str = "fake-session-secret";
 
 /// Generous bound on every wait: only there to fail instead of hanging.
 pub const LIMIT: Duration = Duration::from_secs(60);
@@ -209,10 +212,16 @@ impl Fake {
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
+    let kind = match status {
+        StatusCode::CONFLICT => ErrorKind::Stale,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Internal,
+        _ => ErrorKind::Other,
+    };
     (
         status,
         Json(ErrorBody {
             error: message.to_owned(),
+            kind,
         }),
     )
         .into_response()
@@ -238,13 +247,22 @@ async fn register(
     state.seen(Seen::Registered);
     Json(RegisterResponse {
         agent_id: AgentId(1),
+        session: SessionSecret::new(SESSION.into()),
         heartbeat_ms: 50,
         lease_ms: 1000,
     })
     .into_response()
 }
 
-async fn claim(State(state): State<Arc<FakeState>>, Json(req): Json<ClaimRequest>) -> Response {
+async fn claim(
+    State(state): State<Arc<FakeState>>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<ClaimRequest>,
+) -> Response {
+    // Like the server: a claim names its agent by the registration's session.
+    if headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) != Some(SESSION) {
+        return error(StatusCode::UNAUTHORIZED, "unknown agent session");
+    }
     let wait = Duration::from_millis(req.wait_ms);
     {
         let mut inner = state.inner.lock().unwrap();

@@ -190,8 +190,12 @@ pub async fn agents(
                 labels: a.labels,
                 capacity: a.capacity,
                 used: u,
-                online: age <= offline_after,
+                // Declared lost by the lease logic (kept in the store, so
+                // also after a restart), or silent for longer than any
+                // claim or lease lasts.
+                online: a.lost_at.is_none() && age <= offline_after,
                 last_seen: a.last_seen,
+                lost_at: a.lost_at,
                 running,
             }
         })

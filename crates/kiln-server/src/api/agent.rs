@@ -1,8 +1,11 @@
 //! The agent protocol's endpoints (see `docs/protocol.md`). Only agent
-//! tokens reach them.
+//! tokens reach them, and every call after `register` names its agent by
+//! the session secret that `register` handed out: the engine then accepts
+//! a report on a job only from the agent that holds the attempt's lease.
 
 use super::AppState;
-use crate::error::ApiResult;
+use crate::auth;
+use crate::error::{ApiError, ApiResult};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,10 +14,37 @@ use jiff::Timestamp;
 use kiln_model::InstanceId;
 use kiln_proto::agent::{
     ClaimRequest, Completion, Heartbeat, HeartbeatReply, LogChunk, RegisterRequest,
-    RegisterResponse,
+    RegisterResponse, SESSION_HEADER, SessionSecret,
 };
 use kiln_proto::api::Role;
+use kiln_store::types::AgentRecord;
 use std::time::Duration;
+
+impl AppState {
+    /// The agent token's role, then the agent named by the session header.
+    async fn agent(&self, headers: &HeaderMap) -> ApiResult<AgentRecord> {
+        self.require(headers, Role::Agent).await?;
+        let secret = headers
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::Unauthorized(format!(
+                    "missing `{SESSION_HEADER}` header: register the agent first"
+                ))
+            })?;
+        self.engine
+            .store
+            .agent_by_session(&auth::hash(secret))
+            .await?
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "unknown agent session: it was replaced by a newer registration of this \
+                     agent's name, or the server's data was reset; register again"
+                        .into(),
+                )
+            })
+    }
+}
 
 pub async fn register(
     State(s): State<AppState>,
@@ -22,6 +52,7 @@ pub async fn register(
     Json(req): Json<RegisterRequest>,
 ) -> ApiResult<Json<RegisterResponse>> {
     s.require(&headers, Role::Agent).await?;
+    let session = auth::new_secret()?;
     let a = s
         .engine
         .store
@@ -29,11 +60,13 @@ pub async fn register(
             &req.name,
             &req.labels,
             req.capacity.max(1),
+            &auth::hash(&session),
             Timestamp::now(),
         )
         .await?;
     Ok(Json(RegisterResponse {
         agent_id: a.id,
+        session: SessionSecret::new(session),
         heartbeat_ms: s.engine.cfg.heartbeat.as_millis() as u64,
         lease_ms: s.engine.cfg.lease.as_millis() as u64,
     }))
@@ -44,8 +77,13 @@ pub async fn claim(
     headers: HeaderMap,
     Json(req): Json<ClaimRequest>,
 ) -> ApiResult<Response> {
-    s.require(&headers, Role::Agent).await?;
-    let agent = s.engine.store.agent(req.agent_id).await?;
+    let agent = s.agent(&headers).await?;
+    if req.agent_id != agent.id {
+        return Err(ApiError::BadRequest(format!(
+            "the claim names agent {} but the session is agent {}'s",
+            req.agent_id, agent.id
+        )));
+    }
     s.engine
         .store
         .touch_agent(agent.id, Timestamp::now())
@@ -70,8 +108,8 @@ pub async fn heartbeat(
     Path(job): Path<InstanceId>,
     Json(hb): Json<Heartbeat>,
 ) -> ApiResult<Json<HeartbeatReply>> {
-    s.require(&headers, Role::Agent).await?;
-    let cancel = s.engine.heartbeat(job, hb.attempt).await?;
+    let agent = s.agent(&headers).await?;
+    let cancel = s.engine.heartbeat(agent.id, job, hb.attempt).await?;
     Ok(Json(HeartbeatReply { cancel }))
 }
 
@@ -81,9 +119,9 @@ pub async fn logs(
     Path(job): Path<InstanceId>,
     Json(chunk): Json<LogChunk>,
 ) -> ApiResult<StatusCode> {
-    s.require(&headers, Role::Agent).await?;
+    let agent = s.agent(&headers).await?;
     s.engine
-        .logs(job, chunk.attempt, chunk.seq, chunk.lines)
+        .logs(agent.id, job, chunk.attempt, chunk.seq, chunk.lines)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -94,7 +132,9 @@ pub async fn complete(
     Path(job): Path<InstanceId>,
     Json(c): Json<Completion>,
 ) -> ApiResult<StatusCode> {
-    s.require(&headers, Role::Agent).await?;
-    s.engine.complete(job, c.attempt, c.result).await?;
+    let agent = s.agent(&headers).await?;
+    s.engine
+        .complete(agent.id, job, c.attempt, c.result)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,13 +4,13 @@
 //! engine does the work after the answer (see `triggers::hooks`).
 
 use super::AppState;
+use crate::error::ApiError;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kiln_forge::webhook::Forge;
-use kiln_proto::api::ErrorBody;
 use serde::Deserialize;
 
 /// `?repo=NAME`: verify with that repository's secret only.
@@ -43,20 +43,7 @@ async fn receive(
             };
             (status, Json(accepted)).into_response()
         }
-        Err(e) => {
-            let status =
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            if status == StatusCode::INTERNAL_SERVER_ERROR {
-                tracing::error!(error = %e, "webhook");
-            }
-            (
-                status,
-                Json(ErrorBody {
-                    error: e.to_string(),
-                }),
-            )
-                .into_response()
-        }
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

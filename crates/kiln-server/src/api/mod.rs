@@ -24,17 +24,13 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// Token roles already checked (see `auth::RoleCache`).
+    pub roles: Arc<auth::RoleCache>,
 }
 
 impl AppState {
     pub(crate) async fn require(&self, headers: &HeaderMap, role: Role) -> ApiResult<Role> {
-        auth::require(
-            self.engine.store.as_ref(),
-            &self.engine.roles,
-            headers,
-            role,
-        )
-        .await
+        auth::require(self.engine.store.as_ref(), &self.roles, headers, role).await
     }
 }
 

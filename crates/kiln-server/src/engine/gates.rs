@@ -12,8 +12,8 @@
 //! it. The rules are in `docs/deploys.md`.
 
 use super::Engine;
+use super::error::{EngineError, EngineResult};
 use super::transition::Input;
-use crate::error::{ApiError, ApiResult};
 use crate::hub::HubMsg;
 use jiff::Timestamp;
 use kiln_core::gate::{self, Approval, GateKind, Verdict};
@@ -53,7 +53,7 @@ impl Engine {
     }
 
     /// Settle every gate with live entries once.
-    pub async fn settle_gates(&self) -> ApiResult<()> {
+    pub async fn settle_gates(&self) -> EngineResult<()> {
         let _one = self.gate_lock.lock().await;
         for key in self.store.live_gates().await? {
             self.settle(&key).await?;
@@ -61,7 +61,7 @@ impl Engine {
         Box::pin(self.feed_unapplied()).await
     }
 
-    async fn settle(&self, key: &GateKey) -> ApiResult<()> {
+    async fn settle(&self, key: &GateKey) -> EngineResult<()> {
         let mut live = Vec::new();
         for e in self.store.gate_entries(key).await? {
             if e.subject_status.is_terminal() {
@@ -166,7 +166,7 @@ impl Engine {
         outcome: String,
         status: JobStatus,
         now: Timestamp,
-    ) -> ApiResult<()> {
+    ) -> EngineResult<()> {
         tracing::info!(gate = %e.key.name, run = %e.run, %outcome, "gate entry ends");
         self.store
             .end_entry(EndEntry {
@@ -187,7 +187,7 @@ impl Engine {
 
     /// An entry whose run or job ended leaves its gate; a deploy that held
     /// its environment records what the environment now runs.
-    async fn leave(&self, key: &GateKey, e: &GateEntryRecord) -> ApiResult<()> {
+    async fn leave(&self, key: &GateKey, e: &GateEntryRecord) -> EngineResult<()> {
         let now = Timestamp::now();
         let mut environment = None;
         let outcome = if key.kind == GateKind::Environment && e.state == EntryState::Holding {
@@ -309,7 +309,7 @@ impl Engine {
         job: &str,
         reject: bool,
         who: &str,
-    ) -> ApiResult<usize> {
+    ) -> EngineResult<usize> {
         let now = Timestamp::now();
         let mut n = 0;
         for e in self.store.run_gate_entries(run).await? {
@@ -349,7 +349,7 @@ impl Engine {
             n += 1;
         }
         if n == 0 {
-            return Err(ApiError::Conflict(format!(
+            return Err(EngineError::Conflict(format!(
                 "no job `{job}` of run {run} is waiting for approval"
             )));
         }
@@ -359,7 +359,7 @@ impl Engine {
     }
 
     /// The last good commit of `env` (for `KILN_ROLLBACK_TO`).
-    pub(crate) async fn last_good(&self, key: &GateKey) -> ApiResult<Option<String>> {
+    pub(crate) async fn last_good(&self, key: &GateKey) -> EngineResult<Option<String>> {
         Ok(self
             .store
             .gate_history(key, 200)
@@ -374,7 +374,7 @@ impl Engine {
         &self,
         run: RunId,
         instance: kiln_model::InstanceId,
-    ) -> ApiResult<Option<Value>> {
+    ) -> EngineResult<Option<Value>> {
         let entries = self.store.run_gate_entries(run).await?;
         let Some(e) = entries
             .into_iter()
@@ -397,33 +397,33 @@ impl Engine {
         repo_name: &str,
         req: kiln_proto::api::DeployRequest,
         who: &str,
-    ) -> ApiResult<Vec<kiln_store::types::RunRecord>> {
+    ) -> EngineResult<Vec<kiln_store::types::RunRecord>> {
         use kiln_model::workflow::Workflow;
         let repo = self
             .store
             .repo_by_name(repo_name)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("repository `{repo_name}`")))?;
+            .ok_or_else(|| EngineError::NotFound(format!("repository `{repo_name}`")))?;
         let mirror = match self.mirrors.has_commit(&repo.name, &req.commit).await {
             Some(m) => m,
             None => self
                 .mirrors
                 .sync(&repo.name, &repo.url)
                 .await
-                .map_err(|e| ApiError::BadRequest(format!("fetching {}: {e}", repo.url)))?,
+                .map_err(|e| EngineError::Invalid(format!("fetching {}: {e}", repo.url)))?,
         };
         let commit = self
             .mirrors
             .commit(&mirror, &req.commit)
             .await
             .map_err(|_| {
-                ApiError::BadRequest(format!("`{}` is not in {}", req.commit, repo.url))
+                EngineError::Invalid(format!("`{}` is not in {}", req.commit, repo.url))
             })?;
         let files = self
             .mirrors
             .workflow_files(&mirror, &commit, &self.cfg.workflows_dir)
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
         let mut created = Vec::new();
         for (path, text) in &files {
             let loaded = kiln_pipeline::load::load(path, text);
@@ -516,7 +516,7 @@ impl Engine {
             created.push(self.store.run(rec.id).await?);
         }
         if created.is_empty() {
-            return Err(ApiError::BadRequest(format!(
+            return Err(EngineError::Invalid(format!(
                 "no job deploys to `{}` at {} (jobs name it with `environment: {}`)",
                 req.environment,
                 short(&commit),
@@ -527,12 +527,12 @@ impl Engine {
     }
 
     /// The environments of a repository, with their history.
-    pub async fn environments(&self, repo_name: &str) -> ApiResult<Vec<EnvironmentInfo>> {
+    pub async fn environments(&self, repo_name: &str) -> EngineResult<Vec<EnvironmentInfo>> {
         let repo = self
             .store
             .repo_by_name(repo_name)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("repository `{repo_name}`")))?;
+            .ok_or_else(|| EngineError::NotFound(format!("repository `{repo_name}`")))?;
         let mut out = Vec::new();
         for name in self.store.environment_names(repo.id).await? {
             let key = GateKey {

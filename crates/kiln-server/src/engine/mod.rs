@@ -10,22 +10,23 @@
 //! - a terminal instance is fed to its run graph exactly once
 //!   (`graph_applied`), even across a crash between the two writes.
 
+pub mod error;
 pub mod gates;
 pub mod results;
 pub mod transition;
 
-use crate::error::{ApiError, ApiResult};
 use crate::git::Mirrors;
 use crate::hub::{HubMsg, LogHub};
+use error::{EngineError, EngineResult};
 use jiff::Timestamp;
-use kiln_core::dispatch::{Asker, Queued, pick};
+use kiln_core::dispatch::effective_labels;
 use kiln_core::graph::Event;
 use kiln_model::workflow::Workflow;
-use kiln_model::{InstanceId, JobStatus, RepoId, RunId, Value};
+use kiln_model::{AgentId, InstanceId, JobStatus, RunId, Value};
 use kiln_proto::agent::{Assignment, WireLine};
 use kiln_proto::api::{LogEntry, TriggerRequest};
 use kiln_proto::results::JobResult;
-use kiln_store::types::{AgentRecord, NewRun, RunContexts, RunRecord};
+use kiln_store::types::{AgentRecord, ClaimAsk, NewRun, RunContexts, RunRecord};
 use kiln_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -33,8 +34,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use transition::{Input, finished, new_graph};
 
-/// Queued candidates read per claim (oldest first).
-const CANDIDATES: u32 = 128;
 /// Decoded workflows kept in memory (cleared when full).
 const WORKFLOW_CACHE: usize = 256;
 
@@ -53,6 +52,8 @@ pub struct EngineConfig {
     pub time_zone: jiff::tz::TimeZone,
     /// Webhook bodies larger than this get 413.
     pub hook_body_limit: usize,
+    /// `runs-on` label → the agent labels that serve it.
+    pub label_aliases: Vec<(String, Vec<String>)>,
 }
 
 pub struct Engine {
@@ -65,12 +66,9 @@ pub struct Engine {
     /// Links, the token key and the report deliverer's wake-up (forge/report.rs).
     pub outbound: crate::forge::Outbound,
     work: Notify,
-    /// Token roles already checked (see `auth::RoleCache`).
-    pub roles: crate::auth::RoleCache,
     workflows: Mutex<HashMap<RunId, Arc<Workflow>>>,
     claimed: Mutex<HashMap<InstanceId, (RunId, u32, u32)>>,
     run_locks: Mutex<HashMap<RunId, Arc<tokio::sync::Mutex<()>>>>,
-    last_repo: Mutex<Option<RepoId>>,
     /// Wakes the gatekeeper (engine/gates.rs).
     gates_dirty: Notify,
     /// One settling of gates at a time.
@@ -116,11 +114,9 @@ impl Engine {
             forges,
             outbound,
             work: Notify::new(),
-            roles: Default::default(),
             workflows: Mutex::new(HashMap::new()),
             claimed: Mutex::new(HashMap::new()),
             run_locks: Mutex::new(HashMap::new()),
-            last_repo: Mutex::new(None),
             gates_dirty: Notify::new(),
             gate_lock: tokio::sync::Mutex::new(()),
             gate_cancelled: Mutex::new(Default::default()),
@@ -130,7 +126,7 @@ impl Engine {
 
     /// The workflow of a run: decoded once, then kept (it never changes
     /// after the run is created). `None` for a run whose workflow was invalid.
-    async fn workflow(&self, run: RunId) -> ApiResult<Option<Arc<Workflow>>> {
+    async fn workflow(&self, run: RunId) -> EngineResult<Option<Arc<Workflow>>> {
         if let Some(wf) = self
             .workflows
             .lock()
@@ -168,7 +164,7 @@ impl Engine {
 
     /// (run, node, index) of an instance: from memory, or the store after a
     /// restart.
-    async fn whereabouts(&self, job: InstanceId) -> ApiResult<(RunId, u32, u32)> {
+    async fn whereabouts(&self, job: InstanceId) -> EngineResult<(RunId, u32, u32)> {
         if let Some(w) = self
             .claimed
             .lock()
@@ -189,9 +185,13 @@ impl Engine {
 
     /// Create runs for a trigger: one per workflow at the pinned commit
     /// that runs on the event (or the one named).
-    pub async fn trigger(&self, repo_name: &str, req: TriggerRequest) -> ApiResult<Vec<RunRecord>> {
+    pub async fn trigger(
+        &self,
+        repo_name: &str,
+        req: TriggerRequest,
+    ) -> EngineResult<Vec<RunRecord>> {
         let repo = self.store.repo_by_name(repo_name).await?.ok_or_else(|| {
-            ApiError::NotFound(format!(
+            EngineError::NotFound(format!(
                 "repository `{repo_name}` (add it with `kiln repo add`)"
             ))
         })?;
@@ -205,12 +205,12 @@ impl Engine {
                 .mirrors
                 .sync(&repo.name, &repo.url)
                 .await
-                .map_err(|e| ApiError::BadRequest(format!("fetching {}: {e}", repo.url)))?,
+                .map_err(|e| EngineError::Invalid(format!("fetching {}: {e}", repo.url)))?,
         };
         let (commit, git_ref) = match &req.commit {
             Some(c) => {
                 let sha = self.mirrors.commit(&mirror, c).await.map_err(|_| {
-                    ApiError::BadRequest(format!("commit `{c}` is not in {}", repo.url))
+                    EngineError::Invalid(format!("commit `{c}` is not in {}", repo.url))
                 })?;
                 (sha, req.git_ref.clone())
             }
@@ -218,15 +218,15 @@ impl Engine {
                 .mirrors
                 .resolve(&mirror, req.git_ref.as_deref())
                 .await
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+                .map_err(|e| EngineError::Invalid(e.to_string()))?,
         };
         let files = self
             .mirrors
             .workflow_files(&mirror, &commit, &self.cfg.workflows_dir)
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
         if files.is_empty() {
-            return Err(ApiError::BadRequest(format!(
+            return Err(EngineError::Invalid(format!(
                 "commit {} has no workflow files in {}/",
                 short(&commit),
                 self.cfg.workflows_dir
@@ -234,7 +234,7 @@ impl Engine {
         }
         let event = req.event.clone().unwrap_or_else(|| "push".into());
         let flags = kiln_pipeline::inputs::flags(&req.flags)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let now = Timestamp::now();
         let mut created = Vec::new();
         for (path, text) in &files {
@@ -316,7 +316,7 @@ impl Engine {
             created.push(self.store.run(rec.id).await?);
         }
         if created.is_empty() {
-            return Err(ApiError::BadRequest(match &req.workflow {
+            return Err(EngineError::Invalid(match &req.workflow {
                 Some(w) => format!("no workflow named `{w}` at {}", short(&commit)),
                 None => format!("no workflow runs on `{event}` at {}", short(&commit)),
             }));
@@ -326,7 +326,7 @@ impl Engine {
 
     /// Create a run; a workflow-level `concurrency:` puts it in its group,
     /// held until the gatekeeper releases it.
-    pub(crate) async fn create_run(&self, mut new: NewRun) -> ApiResult<RunRecord> {
+    pub(crate) async fn create_run(&self, mut new: NewRun) -> EngineResult<RunRecord> {
         if let (Some(wf), false) = (&new.workflow, new.status.is_terminal())
             && let Some(c) = &wf.concurrency
         {
@@ -378,7 +378,7 @@ impl Engine {
         wf: &kiln_model::workflow::Workflow,
         event: &str,
         req: &TriggerRequest,
-    ) -> ApiResult<Value> {
+    ) -> EngineResult<Value> {
         let given: Vec<(String, String)> = req
             .inputs
             .iter()
@@ -387,10 +387,10 @@ impl Engine {
         match (&wf.on.workflow_dispatch, event) {
             (Some(d), "workflow_dispatch") => {
                 kiln_pipeline::inputs::resolve(d, &given).map_err(|e| {
-                    ApiError::BadRequest(format!("workflow `{}`: {e}", wf.display_name()))
+                    EngineError::Invalid(format!("workflow `{}`: {e}", wf.display_name()))
                 })
             }
-            _ if !given.is_empty() => Err(ApiError::BadRequest(
+            _ if !given.is_empty() => Err(EngineError::Invalid(
                 "inputs are for workflow_dispatch runs: set the event to workflow_dispatch".into(),
             )),
             _ => Ok(Value::Object(BTreeMap::new())),
@@ -403,7 +403,7 @@ impl Engine {
         run: RunId,
         input: Input,
         applied: Vec<InstanceId>,
-    ) -> ApiResult<()> {
+    ) -> EngineResult<()> {
         let lock = self.run_lock(run);
         let _guard = lock.lock().await;
         for _ in 0..8 {
@@ -428,7 +428,7 @@ impl Engine {
                 Timestamp::now(),
                 self.cfg.max_attempts,
             )
-            .map_err(ApiError::Internal)?;
+            .map_err(EngineError::Internal)?;
             let cancels = !t.cancel.is_empty();
             let status_changed = t.status.is_some();
             match self.store.apply(run, t).await {
@@ -457,13 +457,13 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::Internal(format!(
+        Err(EngineError::Internal(format!(
             "run {run}: too many concurrent updates"
         )))
     }
 
     /// Feed every terminal-but-unapplied instance to its run graph.
-    pub async fn feed_unapplied(&self) -> ApiResult<()> {
+    pub async fn feed_unapplied(&self) -> EngineResult<()> {
         let mut by_run: BTreeMap<RunId, Vec<InstanceId>> = BTreeMap::new();
         for (run, inst) in self.store.unapplied().await? {
             by_run.entry(run).or_default().push(inst);
@@ -481,7 +481,7 @@ impl Engine {
 
     /// After a (re)start: give agents a fresh lease, finish interrupted
     /// transitions, and start runs that were created but never started.
-    pub async fn recover(&self) -> ApiResult<()> {
+    pub async fn recover(&self) -> EngineResult<()> {
         let now = Timestamp::now();
         self.store
             .extend_all_leases(lease_until(now, self.cfg.lease))
@@ -502,7 +502,24 @@ impl Engine {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
             }
-            match self.store.expire_leases(Timestamp::now()).await {
+            let now = Timestamp::now();
+            // An idle agent calls at least once per claim wait; one silent
+            // for that and a lease more is gone.
+            let silence = jiff::SignedDuration::try_from(self.cfg.max_claim_wait + self.cfg.lease)
+                .unwrap_or(jiff::SignedDuration::from_secs(60));
+            match self
+                .store
+                .mark_lost_agents(now.checked_sub(silence).unwrap_or(now), now)
+                .await
+            {
+                Ok(lost) => {
+                    for agent in lost {
+                        tracing::warn!(%agent, "agent lost: silent for longer than a claim and a lease");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "marking lost agents"),
+            }
+            match self.store.expire_leases(now).await {
                 Ok(expired) => {
                     for e in &expired {
                         tracing::warn!(instance = %e.instance, attempt = e.attempt, requeued = e.requeued, "lease expired: agent lost");
@@ -525,76 +542,64 @@ impl Engine {
         agent: &AgentRecord,
         free: u32,
         wait: Duration,
-    ) -> ApiResult<Option<Assignment>> {
+    ) -> EngineResult<Option<Assignment>> {
         let deadline = tokio::time::Instant::now() + wait.min(self.cfg.max_claim_wait);
+        let ask = ClaimAsk {
+            agent: agent.id,
+            labels: effective_labels(&agent.labels, &self.cfg.label_aliases),
+            capacity: agent.capacity,
+            free,
+        };
         loop {
             let notified = self.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let candidates = self.store.candidates(CANDIDATES).await?;
-            let queue: Vec<Queued<'_>> = candidates
-                .iter()
-                .map(|c| Queued {
-                    id: c.id,
-                    repo: c.repo,
-                    runs_on: &c.runs_on,
-                    weight: c.weight,
-                })
-                .collect();
-            let asker = Asker {
-                labels: &agent.labels,
-                capacity: agent.capacity,
-                free,
-            };
-            let last = *self.last_repo.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(id) = pick(&queue, &asker, last) {
-                let now = Timestamp::now();
-                if let Some(inst) = self
-                    .store
-                    .claim(id, agent.id, now, lease_until(now, self.cfg.lease))
-                    .await?
+            let now = Timestamp::now();
+            // The store picks (labels, weight, priority, fair share, FIFO:
+            // `kiln_core::dispatch`) and claims in one transaction.
+            if let Some(inst) = self
+                .store
+                .claim_next(&ask, now, lease_until(now, self.cfg.lease))
+                .await?
+            {
+                let run = self.store.run_head(inst.run).await?;
+                let wf = self.workflow(inst.run).await?.ok_or_else(|| {
+                    EngineError::Internal("claimed a job of an invalid run".into())
+                })?;
+                // The agent needs only its own job: send the workflow
+                // with that one job, not every job of a large run.
+                let job = wf.jobs.get(inst.node as usize).cloned().ok_or_else(|| {
+                    EngineError::Internal(format!("run {} has no job {}", inst.run, inst.node))
+                })?;
+                let deploys = job.environment.is_some();
+                let workflow = Workflow {
+                    jobs: vec![job],
+                    ..Workflow::clone_head(&wf)
+                };
+                let mut contexts = inst.contexts;
+                if deploys
+                    && let Some(d) = self.deploy_context(inst.run, inst.id).await?
+                    && let Value::Object(k) = &mut contexts.kiln
                 {
-                    *self.last_repo.lock().unwrap_or_else(|p| p.into_inner()) = Some(inst.repo);
-                    let run = self.store.run_head(inst.run).await?;
-                    let wf = self.workflow(inst.run).await?.ok_or_else(|| {
-                        ApiError::Internal("claimed a job of an invalid run".into())
-                    })?;
-                    // The agent needs only its own job: send the workflow
-                    // with that one job, not every job of a large run.
-                    let job = wf.jobs.get(inst.node as usize).cloned().ok_or_else(|| {
-                        ApiError::Internal(format!("run {} has no job {}", inst.run, inst.node))
-                    })?;
-                    let deploys = job.environment.is_some();
-                    let workflow = Workflow {
-                        jobs: vec![job],
-                        ..Workflow::clone_head(&wf)
-                    };
-                    let mut contexts = inst.contexts;
-                    if deploys
-                        && let Some(d) = self.deploy_context(inst.run, inst.id).await?
-                        && let Value::Object(k) = &mut contexts.kiln
-                    {
-                        k.insert("deploy".into(), d);
-                    }
-                    self.remember(inst.id, inst.run, inst.node, inst.index);
-                    // forge: a job started (the comment says "running").
-                    self.forge_news(inst.run, inst.repo).await;
-                    return Ok(Some(Assignment {
-                        job: inst.id,
-                        attempt: inst.attempt,
-                        run: inst.run,
-                        repo_name: run.repo_name,
-                        repo_url: run.repo_url,
-                        commit: run.commit,
-                        job_index: 0,
-                        workflow,
-                        name: inst.name,
-                        contexts,
-                        lease_ms: self.cfg.lease.as_millis() as u64,
-                        heartbeat_ms: self.cfg.heartbeat.as_millis() as u64,
-                    }));
+                    k.insert("deploy".into(), d);
                 }
-                continue;
+                self.remember(inst.id, inst.run, inst.node, inst.index);
+                // forge: a job started (the comment says "running").
+                self.forge_news(inst.run, inst.repo).await;
+                return Ok(Some(Assignment {
+                    job: inst.id,
+                    attempt: inst.attempt,
+                    run: inst.run,
+                    repo_name: run.repo_name,
+                    repo_url: run.repo_url,
+                    commit: run.commit,
+                    job_index: 0,
+                    workflow,
+                    name: inst.name,
+                    contexts,
+                    lease_ms: self.cfg.lease.as_millis() as u64,
+                    heartbeat_ms: self.cfg.heartbeat.as_millis() as u64,
+                }));
             }
             tokio::select! {
                 _ = &mut notified => {}
@@ -603,11 +608,16 @@ impl Engine {
         }
     }
 
-    pub async fn heartbeat(&self, job: InstanceId, attempt: u32) -> ApiResult<bool> {
+    pub async fn heartbeat(
+        &self,
+        agent: AgentId,
+        job: InstanceId,
+        attempt: u32,
+    ) -> EngineResult<bool> {
         let now = Timestamp::now();
         let cancel = self
             .store
-            .heartbeat(job, attempt, now, lease_until(now, self.cfg.lease))
+            .heartbeat(job, agent, attempt, now, lease_until(now, self.cfg.lease))
             .await?;
         // The store's heartbeat also marks the agent as seen.
         Ok(cancel)
@@ -615,11 +625,12 @@ impl Engine {
 
     pub async fn logs(
         &self,
+        agent: AgentId,
         job: InstanceId,
         attempt: u32,
         seq: u64,
         lines: Vec<WireLine>,
-    ) -> ApiResult<()> {
+    ) -> EngineResult<()> {
         let entries: Vec<LogEntry> = lines
             .into_iter()
             .map(|l| LogEntry {
@@ -631,7 +642,9 @@ impl Engine {
                 text: l.text,
             })
             .collect();
-        self.store.append_logs(job, attempt, seq, &entries).await?;
+        self.store
+            .append_logs(job, agent, attempt, seq, &entries)
+            .await?;
         let (run, _, _) = self.whereabouts(job).await?;
         self.hub.publish(
             run,
@@ -647,14 +660,15 @@ impl Engine {
 
     pub async fn complete(
         &self,
+        agent: AgentId,
         job: InstanceId,
         attempt: u32,
         result: JobResult,
-    ) -> ApiResult<()> {
+    ) -> EngineResult<()> {
         let status = result.status;
         let run = self
             .store
-            .complete(job, attempt, result, Timestamp::now())
+            .complete(job, agent, attempt, result, Timestamp::now())
             .await?;
         let (_, node, index) = self.whereabouts(job).await?;
         self.forget(job);
@@ -666,7 +680,7 @@ impl Engine {
         .await
     }
 
-    pub async fn cancel(&self, run: RunId) -> ApiResult<()> {
+    pub async fn cancel(&self, run: RunId) -> EngineResult<()> {
         // A run still waiting for its concurrency group never started: it
         // ends here, with nothing to stop.
         let waiting = self
@@ -700,10 +714,10 @@ impl Engine {
     /// A new run of the same workflow at the same commit. With
     /// `failed_only`, jobs that succeeded keep their result and outputs and
     /// do not run again.
-    pub async fn retry(&self, run: RunId, failed_only: bool) -> ApiResult<RunRecord> {
+    pub async fn retry(&self, run: RunId, failed_only: bool) -> EngineResult<RunRecord> {
         let old = self.store.run(run).await?;
         if !old.status.is_terminal() {
-            return Err(ApiError::Conflict(format!(
+            return Err(EngineError::Conflict(format!(
                 "run {run} is still {}: cancel it or wait",
                 old.status
             )));

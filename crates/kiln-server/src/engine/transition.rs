@@ -243,6 +243,7 @@ pub fn transition(
                     m.insert("run_number".into(), Value::str(run.id.to_string()));
                 }
                 t.new_instances.push(NewInstance {
+                    priority: 0,
                     node: key.node as u32,
                     index: key.index as u32,
                     job_key: job.id.to_string(),
@@ -342,6 +343,7 @@ fn terminal(
 ) -> NewInstance {
     let job = &wf.jobs[node];
     NewInstance {
+        priority: 0,
         node: node as u32,
         index: index as u32,
         job_key: job.id.to_string(),

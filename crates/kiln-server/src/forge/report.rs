@@ -217,6 +217,7 @@ mod tests {
             store.clone(),
             crate::git::Mirrors::new(dir.path().join("mirrors")),
             EngineConfig {
+                label_aliases: Vec::new(),
                 lease: Duration::from_secs(15),
                 heartbeat: Duration::from_secs(5),
                 max_attempts: 3,
@@ -364,6 +365,7 @@ mod tests {
             store.clone(),
             crate::git::Mirrors::new(dir.path().join("mirrors")),
             EngineConfig {
+                label_aliases: Vec::new(),
                 lease: Duration::from_secs(15),
                 heartbeat: Duration::from_secs(5),
                 max_attempts: 3,

@@ -25,7 +25,7 @@ use kiln_store::types::RepoRecord;
 use serde::Serialize;
 use std::sync::Arc;
 
-/// Why a delivery was refused; [`HookError::status`] is its HTTP status.
+/// Why a delivery was refused (its HTTP status is in `crate::error`).
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
     /// The signature does not verify (or no repository has a secret).
@@ -40,18 +40,6 @@ pub enum HookError {
     BadRequest(String),
     #[error("{0}")]
     Store(#[from] StoreError),
-}
-
-impl HookError {
-    /// The HTTP status of the refusal.
-    pub fn status(&self) -> u16 {
-        match self {
-            HookError::Unauthorized(_) => 401,
-            HookError::UnknownRepo(_) => 404,
-            HookError::BadRequest(_) => 400,
-            HookError::Store(_) => 500,
-        }
-    }
 }
 
 /// The answer to an accepted delivery.

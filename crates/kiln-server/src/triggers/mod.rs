@@ -28,8 +28,8 @@ pub mod hooks;
 pub mod poller;
 
 use crate::engine::Engine;
+use crate::engine::error::EngineError;
 use crate::engine::transition::{Input, new_graph};
-use crate::error::ApiError;
 use crate::forge::RepoForge;
 use crate::git::GitError;
 use decide::Decision;
@@ -165,7 +165,7 @@ pub enum TriggerError {
     #[error("forge: {0}")]
     Forge(#[from] kiln_forge::api::ApiError),
     #[error("{0}")]
-    Engine(#[from] ApiError),
+    Engine(#[from] EngineError),
 }
 
 /// What handling an event did.
@@ -287,7 +287,7 @@ impl Engine {
 
     /// Start a held run (a fork's pull request after approval). `false`
     /// when the run was not held (nothing happens).
-    pub async fn release_run(&self, run: RunId) -> Result<bool, ApiError> {
+    pub async fn release_run(&self, run: RunId) -> Result<bool, EngineError> {
         if !self.store.release_run(run).await? {
             return Ok(false);
         }

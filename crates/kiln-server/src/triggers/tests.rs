@@ -173,6 +173,7 @@ async fn world() -> World {
         store,
         Mirrors::new(tmp.path().join("mirrors")),
         EngineConfig {
+            label_aliases: Vec::new(),
             lease: Duration::from_secs(10),
             heartbeat: Duration::from_secs(2),
             max_attempts: 3,

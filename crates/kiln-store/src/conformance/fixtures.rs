@@ -45,6 +45,7 @@ pub(crate) fn new_run(repo: &RepoRecord, now: Timestamp) -> NewRun {
 
 pub(crate) fn new_instance(node: u32, index: u32, status: JobStatus) -> NewInstance {
     NewInstance {
+        priority: 0,
         gate: None,
         node,
         index,
@@ -109,10 +110,16 @@ pub(crate) async fn run_with_queued<S: Store>(
     (run, instances)
 }
 
-pub(crate) async fn add_agent<S: Store>(s: &S, name: &str) -> AgentRecord {
-    s.register_agent(name, &["linux".into(), "x64".into()], 4, t(0))
-        .await
-        .expect("register_agent")
+pub(crate) async fn add_agent<S: Store + ?Sized>(s: &S, name: &str) -> AgentRecord {
+    s.register_agent(
+        name,
+        &["linux".into(), "x64".into()],
+        4,
+        &format!("session-of-{name}"),
+        t(0),
+    )
+    .await
+    .expect("register_agent")
 }
 
 /// A run with one instance, claimed by a fresh agent at t(10) with a lease

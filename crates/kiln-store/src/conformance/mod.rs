@@ -10,6 +10,7 @@
 //! cases pin something the port docs do not spell out, the case's doc says
 //! so (it is then part of the contract).
 
+mod claim;
 mod fixtures;
 mod forges;
 mod gates;
@@ -19,6 +20,7 @@ mod records;
 mod transitions;
 mod triggers;
 
+pub use claim::*;
 pub use forges::*;
 pub use gates::*;
 pub use logs::*;
@@ -66,7 +68,12 @@ macro_rules! __conformance_cases {
             candidates_are_fifo,
             claim_records_the_attempt,
             claim_is_exclusive,
+            claim_next_is_not_stalled_by_unmatchable_jobs,
+            claim_next_follows_the_reference_rules,
+            claim_next_round_robin_between_repositories,
             fencing_rejects_old_attempts,
+            fencing_binds_attempts_to_their_agent,
+            lost_agents_are_recorded,
             cancel_queued_and_running,
             complete_until_applied,
             expire_requeues_then_gives_up,

@@ -2,7 +2,7 @@
 //! cancellation, completion, lost leases.
 
 use super::fixtures::*;
-use crate::ports::Store;
+use crate::ports::{Store, StoreError};
 use crate::types::*;
 use kiln_model::{AgentId, InstanceId, JobStatus};
 use std::sync::Arc;
@@ -155,33 +155,39 @@ pub async fn fencing_rejects_old_attempts<S: Store + 'static>(s: S) {
     let second = s.claim(id, agent.id, t(50), t(80)).await.unwrap().unwrap();
     assert_eq!(second.attempt, 2);
 
-    assert_stale(s.heartbeat(id, 1, t(51), t(90)).await);
+    assert_stale(s.heartbeat(id, agent.id, 1, t(51), t(90)).await);
     assert_stale(
-        s.complete(id, 1, job_result(JobStatus::Success, 1), t(52))
+        s.complete(id, agent.id, 1, job_result(JobStatus::Success, 1), t(52))
             .await,
     );
-    assert_stale(s.append_logs(id, 1, 0, &[line(id, 1, 1, "late")]).await);
-    assert_stale(s.heartbeat(id, 3, t(51), t(90)).await);
+    assert_stale(
+        s.append_logs(id, agent.id, 1, 0, &[line(id, 1, 1, "late")])
+            .await,
+    );
+    assert_stale(s.heartbeat(id, agent.id, 3, t(51), t(90)).await);
     assert_eq!(s.instance(id).await.unwrap(), second);
     assert!(s.logs(run.id, None, 0).await.unwrap().entries.is_empty());
     assert_eq!(s.attempts(run.id).await.unwrap().len(), 2);
 
-    assert!(!s.heartbeat(id, 2, t(53), t(90)).await.unwrap());
+    assert!(!s.heartbeat(id, agent.id, 2, t(53), t(90)).await.unwrap());
     assert_eq!(s.instance(id).await.unwrap().lease_expires_at, Some(t(90)));
     assert_eq!(
-        s.complete(id, 2, job_result(JobStatus::Success, 2), t(54))
+        s.complete(id, agent.id, 2, job_result(JobStatus::Success, 2), t(54))
             .await
             .unwrap(),
         run.id
     );
     // Once complete, the attempt is no longer running.
-    assert_stale(s.heartbeat(id, 2, t(55), t(95)).await);
+    assert_stale(s.heartbeat(id, agent.id, 2, t(55), t(95)).await);
     assert_stale(
-        s.complete(id, 2, job_result(JobStatus::Failure, 2), t(55))
+        s.complete(id, agent.id, 2, job_result(JobStatus::Failure, 2), t(55))
             .await,
     );
     assert_eq!(s.instance(id).await.unwrap().status, JobStatus::Success);
-    assert_not_found(s.heartbeat(InstanceId(id.0 + 1000), 1, t(55), t(95)).await);
+    assert_not_found(
+        s.heartbeat(InstanceId(id.0 + 1000), agent.id, 1, t(55), t(95))
+            .await,
+    );
 }
 
 /// Cancelling a queued job ends it at once (Cancelled, reason `cancelled`,
@@ -200,7 +206,7 @@ pub async fn cancel_queued_and_running<S: Store + 'static>(s: S) {
         .await
         .unwrap()
         .unwrap();
-    s.complete(done, 1, job_result(JobStatus::Success, 1), t(12))
+    s.complete(done, agent.id, 1, job_result(JobStatus::Success, 1), t(12))
         .await
         .unwrap();
     let run = s.run(run.id).await.unwrap();
@@ -229,7 +235,11 @@ pub async fn cancel_queued_and_running<S: Store + 'static>(s: S) {
     let r = s.instance(running).await.unwrap();
     assert_eq!(r.status, JobStatus::Running);
     assert!(r.cancel_requested);
-    assert!(s.heartbeat(running, 1, t(14), t(44)).await.unwrap());
+    assert!(
+        s.heartbeat(running, agent.id, 1, t(14), t(44))
+            .await
+            .unwrap()
+    );
 
     assert_eq!(s.instance(done).await.unwrap(), done_before);
     let unapplied = s.unapplied().await.unwrap();
@@ -238,9 +248,15 @@ pub async fn cancel_queued_and_running<S: Store + 'static>(s: S) {
     assert!(s.candidates(10).await.unwrap().is_empty());
 
     // The agent stops the job and reports it; the result decides.
-    s.complete(running, 1, job_result(JobStatus::Cancelled, 1), t(15))
-        .await
-        .unwrap();
+    s.complete(
+        running,
+        agent.id,
+        1,
+        job_result(JobStatus::Cancelled, 1),
+        t(15),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.instance(running).await.unwrap().status,
         JobStatus::Cancelled
@@ -251,16 +267,25 @@ pub async fn cancel_queued_and_running<S: Store + 'static>(s: S) {
 /// the result, and leaves `graph_applied = false`: `unapplied` lists the job
 /// until a transition marks it applied.
 pub async fn complete_until_applied<S: Store + 'static>(s: S) {
-    let (run, job, _) = claimed(&s).await;
+    let (run, job, agent) = claimed(&s).await;
     let result = job_result(JobStatus::Failure, 1);
+    let refused = s
+        .complete(
+            job.id,
+            agent.id,
+            1,
+            job_result(JobStatus::Running, 1),
+            t(20),
+        )
+        .await;
     assert!(
-        s.complete(job.id, 1, job_result(JobStatus::Running, 1), t(20))
-            .await
-            .is_err(),
-        "a non-final result is refused"
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "a non-final result is refused as invalid, got {refused:?}"
     );
     assert_eq!(
-        s.complete(job.id, 1, result.clone(), t(20)).await.unwrap(),
+        s.complete(job.id, agent.id, 1, result.clone(), t(20))
+            .await
+            .unwrap(),
         run.id
     );
     let done = s.instance(job.id).await.unwrap();
@@ -490,9 +515,15 @@ pub async fn running_by_agent<S: Store + 'static>(s: S) {
         .await
         .unwrap()
         .unwrap();
-    s.complete(instances[2].id, 1, job_result(JobStatus::Success, 1), t(11))
-        .await
-        .unwrap();
+    s.complete(
+        instances[2].id,
+        a.id,
+        1,
+        job_result(JobStatus::Success, 1),
+        t(11),
+    )
+    .await
+    .unwrap();
     let mut got = s.running_by_agent().await.unwrap();
     got.sort();
     let mut expected = vec![
@@ -501,4 +532,74 @@ pub async fn running_by_agent<S: Store + 'static>(s: S) {
     ];
     expected.sort();
     assert_eq!(got, expected);
+}
+
+/// Only the agent holding an attempt's lease may heartbeat, log or complete
+/// it: another agent gets NotOwner even with the right attempt number, and
+/// nothing changes.
+pub async fn fencing_binds_attempts_to_their_agent<S: Store + 'static>(s: S) {
+    let (run, job, holder) = claimed(&s).await;
+    let id = job.id;
+    let other = add_agent(&s, "agent-2").await;
+    let not_owner = |r: Result<(), StoreError>| {
+        assert!(
+            matches!(r, Err(StoreError::NotOwner(_))),
+            "expected NotOwner, got {r:?}"
+        );
+    };
+    not_owner(s.heartbeat(id, other.id, 1, t(11), t(99)).await.map(|_| ()));
+    not_owner(
+        s.append_logs(
+            id,
+            other.id,
+            1,
+            0,
+            &[crate::conformance::fixtures::line(id, 1, 1, "forged")],
+        )
+        .await,
+    );
+    not_owner(
+        s.complete(id, other.id, 1, job_result(JobStatus::Success, 1), t(12))
+            .await
+            .map(|_| ()),
+    );
+    let still = s.instance(id).await.unwrap();
+    assert_eq!(still.status, JobStatus::Running);
+    assert_eq!(
+        still.lease_expires_at,
+        Some(t(40)),
+        "the forged heartbeat moved nothing"
+    );
+    assert!(s.logs(run.id, None, 0).await.unwrap().entries.is_empty());
+    // The holder's own reports still go through.
+    s.heartbeat(id, holder.id, 1, t(13), t(43)).await.unwrap();
+    s.complete(id, holder.id, 1, job_result(JobStatus::Success, 1), t(14))
+        .await
+        .unwrap();
+    assert_eq!(s.instance(id).await.unwrap().status, JobStatus::Success);
+}
+
+/// A lease that runs out declares its silent agent lost, in the store (so
+/// it survives a restart); any call from the agent brings it back online.
+/// `mark_lost_agents` does the same for agents silent without a job.
+pub async fn lost_agents_are_recorded<S: Store + 'static>(s: S) {
+    let (_, _, agent) = claimed(&s).await;
+    let idle = add_agent(&s, "idle").await;
+    assert_eq!(s.agent(agent.id).await.unwrap().lost_at, None);
+    s.expire_leases(t(41)).await.unwrap();
+    assert_eq!(s.agent(agent.id).await.unwrap().lost_at, Some(t(41)));
+    assert_eq!(
+        s.agent(idle.id).await.unwrap().lost_at,
+        None,
+        "no lease, no verdict"
+    );
+    s.touch_agent(agent.id, t(42)).await.unwrap();
+    assert_eq!(s.agent(agent.id).await.unwrap().lost_at, None);
+    let lost = s.mark_lost_agents(t(5), t(50)).await.unwrap();
+    assert_eq!(lost, vec![idle.id], "only the one silent since before t(5)");
+    assert_eq!(s.agent(idle.id).await.unwrap().lost_at, Some(t(50)));
+    assert!(
+        s.mark_lost_agents(t(5), t(60)).await.unwrap().is_empty(),
+        "once"
+    );
 }

@@ -95,7 +95,7 @@ pub async fn timestamps_keep_microseconds<S: Store + 'static>(s: S) {
         s.repo_by_name("micro").await.unwrap().unwrap().created_at,
         at
     );
-    let agent = s.register_agent("a", &[], 1, at).await.unwrap();
+    let agent = s.register_agent("a", &[], 1, "s-a-at", at).await.unwrap();
     assert_eq!(s.agent(agent.id).await.unwrap().last_seen, at);
 }
 
@@ -104,18 +104,27 @@ pub async fn timestamps_keep_microseconds<S: Store + 'static>(s: S) {
 /// `last_seen`; an unknown id is NotFound.
 pub async fn agents_upsert<S: Store + 'static>(s: S) {
     let a = s
-        .register_agent("builder", &["linux".into()], 2, t(0))
+        .register_agent("builder", &["linux".into()], 2, "s-builder-0", t(0))
         .await
         .unwrap();
     assert_eq!(a.name, "builder");
     assert_eq!(a.labels, vec!["linux".to_owned()]);
     assert_eq!(a.capacity, 2);
     assert_eq!(a.last_seen, t(0));
-    let b = s.register_agent("other", &[], 1, t(1)).await.unwrap();
+    let b = s
+        .register_agent("other", &[], 1, "s-other-1", t(1))
+        .await
+        .unwrap();
     assert_ne!(a.id, b.id);
 
     let again = s
-        .register_agent("builder", &["linux".into(), "gpu".into()], 8, t(5))
+        .register_agent(
+            "builder",
+            &["linux".into(), "gpu".into()],
+            8,
+            "s-builder-5",
+            t(5),
+        )
         .await
         .unwrap();
     assert_eq!(again.id, a.id);

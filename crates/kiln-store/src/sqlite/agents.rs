@@ -10,7 +10,7 @@ use kiln_proto::api::Role;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-const SELECT_AGENT: &str = "SELECT id, name, labels, capacity, last_seen FROM agents";
+const SELECT_AGENT: &str = "SELECT id, name, labels, capacity, last_seen, lost_at FROM agents";
 
 fn agent(row: &SqliteRow) -> Result<AgentRecord> {
     Ok(AgentRecord {
@@ -19,6 +19,11 @@ fn agent(row: &SqliteRow) -> Result<AgentRecord> {
         labels: from_json("agent labels", row.try_get("labels").map_err(backend)?)?,
         capacity: to_u32("capacity", row.try_get("capacity").map_err(backend)?)?,
         last_seen: from_ts(row.try_get("last_seen").map_err(backend)?)?,
+        lost_at: row
+            .try_get::<Option<i64>, _>("lost_at")
+            .map_err(backend)?
+            .map(from_ts)
+            .transpose()?,
     })
 }
 
@@ -40,26 +45,40 @@ impl AgentStore for SqliteStore {
         name: &str,
         labels: &[String],
         capacity: u32,
+        session_hash: &str,
         now: Timestamp,
     ) -> Result<AgentRecord> {
         let mut tx = self.write().await?;
         let row = sqlx::query(
-            "INSERT INTO agents (name, labels, capacity, created_at, last_seen) \
-             VALUES (?1, ?2, ?3, ?4, ?4) \
+            "INSERT INTO agents (name, labels, capacity, created_at, last_seen, session_hash) \
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5) \
              ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, \
-             capacity = excluded.capacity, last_seen = excluded.last_seen \
-             RETURNING id, name, labels, capacity, last_seen",
+             capacity = excluded.capacity, last_seen = MAX(last_seen, excluded.last_seen), \
+             session_hash = excluded.session_hash, lost_at = NULL \
+             RETURNING id, name, labels, capacity, last_seen, lost_at",
         )
         .bind(name)
         .bind(to_json(labels)?)
         .bind(i64::from(capacity))
         .bind(ts(now))
+        .bind(session_hash)
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
         let record = agent(&row)?;
         commit(tx).await?;
         Ok(record)
+    }
+
+    async fn agent_by_session(&self, session_hash: &str) -> Result<Option<AgentRecord>> {
+        sqlx::query(&format!("{SELECT_AGENT} WHERE session_hash = ?"))
+            .bind(session_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(agent)
+            .transpose()
     }
 
     async fn agent(&self, id: AgentId) -> Result<AgentRecord> {
@@ -84,16 +103,38 @@ impl AgentStore for SqliteStore {
 
     async fn touch_agent(&self, id: AgentId, now: Timestamp) -> Result<()> {
         let mut tx = self.write().await?;
-        let done = sqlx::query("UPDATE agents SET last_seen = MAX(last_seen, ?) WHERE id = ?")
-            .bind(ts(now))
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE agents SET last_seen = MAX(last_seen, ?), lost_at = NULL WHERE id = ?",
+        )
+        .bind(ts(now))
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("agent {id}")));
         }
         commit(tx).await
+    }
+
+    async fn mark_lost_agents(
+        &self,
+        silent_since: Timestamp,
+        now: Timestamp,
+    ) -> Result<Vec<AgentId>> {
+        let mut tx = self.write().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE agents SET lost_at = ? WHERE lost_at IS NULL AND last_seen < ? RETURNING id",
+        )
+        .bind(ts(now))
+        .bind(ts(silent_since))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        commit(tx).await?;
+        let mut ids: Vec<AgentId> = ids.into_iter().map(AgentId).collect();
+        ids.sort();
+        Ok(ids)
     }
 }
 

@@ -5,7 +5,7 @@ use super::codec::{pack_logs, unpack_logs};
 use super::{SqliteStore, backend, commit};
 use crate::ports::{LogStore, Result, StoreError};
 use crate::types::LogPage;
-use kiln_model::{InstanceId, RunId};
+use kiln_model::{AgentId, InstanceId, RunId};
 use kiln_proto::api::LogEntry;
 
 #[async_trait::async_trait]
@@ -13,14 +13,15 @@ impl LogStore for SqliteStore {
     async fn append_logs(
         &self,
         id: InstanceId,
+        agent: AgentId,
         attempt: u32,
         seq: u64,
         lines: &[LogEntry],
     ) -> Result<()> {
         let seq = i64::try_from(seq)
-            .map_err(|_| StoreError::Conflict(format!("log chunk number {seq} is too large")))?;
+            .map_err(|_| StoreError::Invalid(format!("log chunk number {seq} is too large")))?;
         let line_count = i64::try_from(lines.len())
-            .map_err(|_| StoreError::Conflict("log chunk has too many lines".to_owned()))?;
+            .map_err(|_| StoreError::Invalid("log chunk has too many lines".to_owned()))?;
         // Compress before taking the write lock.
         let data = pack_logs(lines)?;
         let mut tx = self.write().await?;
@@ -36,6 +37,20 @@ impl LogStore for SqliteStore {
         if current != i64::from(attempt) {
             return Err(StoreError::Stale(format!(
                 "job {id} is at attempt {current}, not {attempt}"
+            )));
+        }
+        // ...and the attempt's agent: nobody else may write its log.
+        let holder: Option<i64> = sqlx::query_scalar(
+            "SELECT agent_id FROM attempts WHERE instance_id = ? AND attempt = ?",
+        )
+        .bind(id.0)
+        .bind(i64::from(attempt))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if holder != Some(agent.0) {
+            return Err(StoreError::NotOwner(format!(
+                "attempt {attempt} of job {id} belongs to another agent, not agent {agent}"
             )));
         }
         sqlx::query(

@@ -40,6 +40,16 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "gates",
         include_str!("../../migrations/sqlite/0004_gates.sql"),
     ),
+    (
+        5,
+        "agent_sessions",
+        include_str!("../../migrations/sqlite/0005_agent_sessions.sql"),
+    ),
+    (
+        6,
+        "claim",
+        include_str!("../../migrations/sqlite/0006_claim.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -10,35 +10,50 @@ use super::codec::{from_json, status_str, to_json, to_u32, ts};
 use super::runs::instance_on;
 use super::{SqliteStore, backend, commit};
 use crate::ports::{QueueStore, Result, StoreError};
-use crate::types::{Candidate, Expired, InstanceRecord};
+use crate::types::{Candidate, ClaimAsk, Expired, InstanceRecord};
 use jiff::Timestamp;
+use kiln_core::dispatch::{covers, next_repo};
 use kiln_model::{AgentId, InstanceId, JobStatus, RepoId, RunId};
 use kiln_proto::results::JobResult;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
 /// The reason recorded on an attempt whose agent stopped heartbeating.
 pub(crate) const AGENT_LOST: &str = "agent-lost";
 
 /// Why a fenced call found nothing to change: the instance does not exist
-/// (NotFound) or is not running at `attempt` (Stale).
-async fn not_current(conn: &mut SqliteConnection, id: InstanceId, attempt: u32) -> StoreError {
-    let found: std::result::Result<Option<(String, i64)>, _> =
-        sqlx::query_as("SELECT status, attempt FROM instances WHERE id = ?")
+/// (NotFound), is not running at `attempt` (Stale), or is, but leased to
+/// another agent (NotOwner).
+async fn not_current(
+    conn: &mut SqliteConnection,
+    id: InstanceId,
+    agent: AgentId,
+    attempt: u32,
+) -> StoreError {
+    let found: std::result::Result<Option<(String, i64, Option<i64>)>, _> =
+        sqlx::query_as("SELECT status, attempt, agent_id FROM instances WHERE id = ?")
             .bind(id.0)
             .fetch_optional(conn)
             .await;
     match found {
         Err(e) => backend(e),
         Ok(None) => StoreError::NotFound(format!("job {id}")),
-        Ok(Some((status, current))) => StoreError::Stale(format!(
+        Ok(Some((status, current, holder)))
+            if status == "running" && current == i64::from(attempt) && holder != Some(agent.0) =>
+        {
+            StoreError::NotOwner(format!(
+                "attempt {attempt} of job {id} is leased to another agent, not agent {agent}"
+            ))
+        }
+        Ok(Some((status, current, _))) => StoreError::Stale(format!(
             "job {id} is {status} at attempt {current}, not running at attempt {attempt}"
         )),
     }
 }
 
-/// Record that the agent was heard from (never moves `last_seen` back).
+/// Record that the agent was heard from (never moves `last_seen` back; an
+/// agent declared lost is online again).
 async fn touch(conn: &mut SqliteConnection, agent: i64, now: Timestamp) -> Result<()> {
-    sqlx::query("UPDATE agents SET last_seen = MAX(last_seen, ?) WHERE id = ?")
+    sqlx::query("UPDATE agents SET last_seen = MAX(last_seen, ?), lost_at = NULL WHERE id = ?")
         .bind(ts(now))
         .bind(agent)
         .execute(conn)
@@ -47,11 +62,194 @@ async fn touch(conn: &mut SqliteConnection, agent: i64, now: Timestamp) -> Resul
     Ok(())
 }
 
+/// The id of a `runs-on` set (sorted, without duplicates), interned in
+/// `label_sets` on first use.
+pub(crate) async fn label_set(
+    tx: &mut Transaction<'static, Sqlite>,
+    runs_on: &[String],
+) -> Result<i64> {
+    let mut labels = runs_on.to_vec();
+    labels.sort();
+    labels.dedup();
+    let json = to_json(&labels)?;
+    sqlx::query("INSERT INTO label_sets (labels) VALUES (?) ON CONFLICT (labels) DO NOTHING")
+        .bind(&json)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    sqlx::query_scalar("SELECT id FROM label_sets WHERE labels = ?")
+        .bind(&json)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)
+}
+
+/// The queue as the claim index sees it: the partial index's condition
+/// (spelled out so that SQLite uses the index) and the weight rule of
+/// `kiln_core::dispatch::has_room` (`?1` free, `?2` capacity).
+const CLAIMABLE: &str = "status = 'queued' AND hold IS NULL AND cancel_requested = 0 \
+     AND (weight <= ?1 OR (weight > ?2 AND ?1 = ?2)) AND label_set = ?3";
+
+/// Lease `id` to `agent` if it is still queued (the claim's conditional
+/// update), recording the attempt. `None` if it is not.
+async fn claim_on(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: InstanceId,
+    agent: AgentId,
+    now: Timestamp,
+    lease_until: Timestamp,
+) -> Result<Option<InstanceRecord>> {
+    let agent_name: String = sqlx::query_scalar("SELECT name FROM agents WHERE id = ?")
+        .bind(agent.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("agent {agent}")))?;
+    let attempt: Option<i64> = sqlx::query_scalar(
+        "UPDATE instances SET status = 'running', attempt = attempt + 1, agent_id = ?, \
+         lease_expires_at = ?, started_at = COALESCE(started_at, ?) \
+         WHERE id = ? AND status = 'queued' AND cancel_requested = 0 AND hold IS NULL \
+         RETURNING attempt",
+    )
+    .bind(agent.0)
+    .bind(ts(lease_until))
+    .bind(ts(now))
+    .bind(id.0)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some(attempt) = attempt else {
+        return Ok(None);
+    };
+    sqlx::query(
+        "INSERT INTO attempts (instance_id, attempt, agent_id, agent_name, status, started_at) \
+         VALUES (?, ?, ?, ?, 'running', ?)",
+    )
+    .bind(id.0)
+    .bind(attempt)
+    .bind(agent.0)
+    .bind(&agent_name)
+    .bind(ts(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    touch(tx, agent.0, now).await?;
+    Ok(Some(instance_on(tx, id).await?))
+}
+
+/// The next instance `ask` can take, by the rules of
+/// `kiln_core::dispatch::pick`, found with index seeks per label set the
+/// agent covers: the best priority, then the first repository after the
+/// cursor (wrapping) at that priority, then the oldest job there.
+async fn next_for(
+    tx: &mut Transaction<'static, Sqlite>,
+    ask: &ClaimAsk,
+) -> Result<Option<(InstanceId, i64)>> {
+    let sets: Vec<(i64, String)> = sqlx::query_as("SELECT id, labels FROM label_sets")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)?;
+    let mut mine = Vec::new();
+    for (id, labels) in sets {
+        let runs_on: Vec<String> = from_json("label set", &labels)?;
+        if covers(&ask.labels, &runs_on) {
+            mine.push(id);
+        }
+    }
+    let (free, capacity) = (i64::from(ask.free), i64::from(ask.capacity));
+    let mut top: Option<i64> = None;
+    for set in &mine {
+        let p: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT priority FROM instances WHERE {CLAIMABLE} ORDER BY priority DESC LIMIT 1"
+        ))
+        .bind(free)
+        .bind(capacity)
+        .bind(set)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+        top = top.max(p);
+    }
+    let Some(priority) = top else {
+        return Ok(None);
+    };
+    let last: Option<i64> =
+        sqlx::query_scalar("SELECT last_repo FROM dispatch_cursor WHERE id = 1")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(backend)?;
+    // Per label set: the first repository after the cursor, and the first
+    // of all (for the wrap); `next_repo` picks among them.
+    let mut repos = Vec::new();
+    for set in &mine {
+        for after in [last, None] {
+            let r: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT repo_id FROM instances WHERE {CLAIMABLE} AND priority = ?4 \
+                 AND repo_id > ?5 ORDER BY repo_id LIMIT 1"
+            ))
+            .bind(free)
+            .bind(capacity)
+            .bind(set)
+            .bind(priority)
+            .bind(after.unwrap_or(i64::MIN))
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+            repos.extend(r.map(RepoId));
+        }
+    }
+    let Some(repo) = next_repo(repos, last.map(RepoId)) else {
+        return Ok(None);
+    };
+    let mut best: Option<(i64, i64)> = None;
+    for set in &mine {
+        let found: Option<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT queue_seq, id FROM instances WHERE {CLAIMABLE} AND priority = ?4 \
+             AND repo_id = ?5 ORDER BY queue_seq LIMIT 1"
+        ))
+        .bind(free)
+        .bind(capacity)
+        .bind(set)
+        .bind(priority)
+        .bind(repo.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+        best = match (best, found) {
+            (Some(b), Some(f)) => Some(b.min(f)),
+            (b, f) => b.or(f),
+        };
+    }
+    Ok(best.map(|(_, id)| (InstanceId(id), repo.0)))
+}
+
 #[async_trait::async_trait]
 impl QueueStore for SqliteStore {
+    async fn claim_next(
+        &self,
+        ask: &ClaimAsk,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<InstanceRecord>> {
+        let mut tx = self.write().await?;
+        // The write lock is held from the start (BEGIN IMMEDIATE): what
+        // `next_for` finds is still queued when it is claimed.
+        let Some((id, repo)) = next_for(&mut tx, ask).await? else {
+            return Ok(None);
+        };
+        let record = claim_on(&mut tx, id, ask.agent, now, lease_until).await?;
+        sqlx::query("UPDATE dispatch_cursor SET last_repo = ? WHERE id = 1")
+            .bind(repo)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        commit(tx).await?;
+        Ok(record)
+    }
+
     async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>> {
         let rows = sqlx::query(
-            "SELECT i.id, r.repo_id, i.runs_on, i.weight FROM instances i \
+            "SELECT i.id, r.repo_id, i.runs_on, i.weight, i.priority FROM instances i \
              JOIN runs r ON r.id = i.run_id \
              WHERE i.status = 'queued' AND i.cancel_requested = 0 AND i.hold IS NULL \
              ORDER BY i.queue_seq LIMIT ?",
@@ -70,6 +268,7 @@ impl QueueStore for SqliteStore {
                         row.try_get("runs_on").map_err(backend)?,
                     )?,
                     weight: to_u32("weight", row.try_get("weight").map_err(backend)?)?,
+                    priority: row.try_get("priority").map_err(backend)?,
                 })
             })
             .collect()
@@ -83,79 +282,47 @@ impl QueueStore for SqliteStore {
         lease_until: Timestamp,
     ) -> Result<Option<InstanceRecord>> {
         let mut tx = self.write().await?;
-        let agent_name: String = sqlx::query_scalar("SELECT name FROM agents WHERE id = ?")
-            .bind(agent.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| StoreError::NotFound(format!("agent {agent}")))?;
-        let attempt: Option<i64> = sqlx::query_scalar(
-            "UPDATE instances SET status = 'running', attempt = attempt + 1, agent_id = ?, \
-             lease_expires_at = ?, started_at = COALESCE(started_at, ?) \
-             WHERE id = ? AND status = 'queued' AND cancel_requested = 0 AND hold IS NULL \
-             RETURNING attempt",
-        )
-        .bind(agent.0)
-        .bind(ts(lease_until))
-        .bind(ts(now))
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(attempt) = attempt else {
+        let record = claim_on(&mut tx, id, agent, now, lease_until).await?;
+        if record.is_none() {
             let exists = sqlx::query_scalar::<_, i64>("SELECT 1 FROM instances WHERE id = ?")
                 .bind(id.0)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend)?
                 .is_some();
-            return if exists {
-                Ok(None)
-            } else {
-                Err(StoreError::NotFound(format!("job {id}")))
-            };
-        };
-        sqlx::query(
-            "INSERT INTO attempts (instance_id, attempt, agent_id, agent_name, status, started_at) \
-             VALUES (?, ?, ?, ?, 'running', ?)",
-        )
-        .bind(id.0)
-        .bind(attempt)
-        .bind(agent.0)
-        .bind(&agent_name)
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        touch(&mut tx, agent.0, now).await?;
-        let record = instance_on(&mut tx, id).await?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("job {id}")));
+            }
+        }
         commit(tx).await?;
-        Ok(Some(record))
+        Ok(record)
     }
 
     async fn heartbeat(
         &self,
         id: InstanceId,
+        agent: AgentId,
         attempt: u32,
         now: Timestamp,
         lease_until: Timestamp,
     ) -> Result<bool> {
         let mut tx = self.write().await?;
-        let updated: Option<(bool, i64)> = sqlx::query_as(
+        let updated: Option<bool> = sqlx::query_scalar(
             "UPDATE instances SET lease_expires_at = ? \
-             WHERE id = ? AND status = 'running' AND attempt = ? \
-             RETURNING cancel_requested, agent_id",
+             WHERE id = ? AND status = 'running' AND attempt = ? AND agent_id = ? \
+             RETURNING cancel_requested",
         )
         .bind(ts(lease_until))
         .bind(id.0)
         .bind(i64::from(attempt))
+        .bind(agent.0)
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        let Some((cancel, agent)) = updated else {
-            return Err(not_current(&mut tx, id, attempt).await);
+        let Some(cancel) = updated else {
+            return Err(not_current(&mut tx, id, agent, attempt).await);
         };
-        touch(&mut tx, agent, now).await?;
+        touch(&mut tx, agent.0, now).await?;
         commit(tx).await?;
         Ok(cancel)
     }
@@ -163,6 +330,7 @@ impl QueueStore for SqliteStore {
     async fn complete(
         &self,
         id: InstanceId,
+        agent: AgentId,
         attempt: u32,
         result: JobResult,
         now: Timestamp,
@@ -171,7 +339,7 @@ impl QueueStore for SqliteStore {
             JobStatus::Success | JobStatus::Failure | JobStatus::Cancelled | JobStatus::Skipped => {
             }
             JobStatus::Queued | JobStatus::Running => {
-                return Err(StoreError::Conflict(format!(
+                return Err(StoreError::Invalid(format!(
                     "job {id} cannot complete as {}: a result's status must be final",
                     result.status
                 )));
@@ -182,7 +350,8 @@ impl QueueStore for SqliteStore {
         let run: Option<i64> = sqlx::query_scalar(
             "UPDATE instances SET status = ?, reason = ?, result = ?, finished_at = ?, \
              lease_expires_at = NULL, graph_applied = 0 \
-             WHERE id = ? AND status = 'running' AND attempt = ? RETURNING run_id",
+             WHERE id = ? AND status = 'running' AND attempt = ? AND agent_id = ? \
+             RETURNING run_id",
         )
         .bind(status_str(result.status))
         .bind(&result.reason)
@@ -190,12 +359,14 @@ impl QueueStore for SqliteStore {
         .bind(ts(now))
         .bind(id.0)
         .bind(i64::from(attempt))
+        .bind(agent.0)
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
         let Some(run) = run else {
-            return Err(not_current(&mut tx, id, attempt).await);
+            return Err(not_current(&mut tx, id, agent, attempt).await);
         };
+        touch(&mut tx, agent.0, now).await?;
         sqlx::query(
             "UPDATE attempts SET status = ?, reason = ?, finished_at = ?, result = ? \
              WHERE instance_id = ? AND attempt = ?",
@@ -215,8 +386,9 @@ impl QueueStore for SqliteStore {
 
     async fn expire_leases(&self, now: Timestamp) -> Result<Vec<Expired>> {
         let mut tx = self.write().await?;
-        let lost: Vec<(i64, i64, i64, i64, bool)> = sqlx::query_as(
-            "SELECT id, run_id, attempt, max_attempts, cancel_requested FROM instances \
+        let lost: Vec<(i64, i64, i64, i64, bool, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT id, run_id, attempt, max_attempts, cancel_requested, agent_id, \
+             lease_expires_at FROM instances \
              WHERE status = 'running' AND lease_expires_at < ? ORDER BY id",
         )
         .bind(ts(now))
@@ -224,7 +396,18 @@ impl QueueStore for SqliteStore {
         .await
         .map_err(backend)?;
         let mut expired = Vec::with_capacity(lost.len());
-        for (id, run, attempt, max_attempts, cancel_requested) in lost {
+        for (id, run, attempt, max_attempts, cancel_requested, agent, lease_end) in lost {
+            // Silent since before its lease ran out: the agent is lost, not
+            // merely late with this one job.
+            sqlx::query(
+                "UPDATE agents SET lost_at = ? WHERE id = ? AND lost_at IS NULL AND last_seen < ?",
+            )
+            .bind(ts(now))
+            .bind(agent)
+            .bind(lease_end)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
             sqlx::query(
                 "UPDATE attempts SET status = 'failure', reason = ?, finished_at = ? \
                  WHERE instance_id = ? AND attempt = ?",

@@ -210,11 +210,13 @@ async fn insert_instance(
         (Some((_, waiting)), JobStatus::Queued) => Some(to_json(waiting)?),
         _ => None,
     };
+    let label_set = super::queue::label_set(tx, &new.runs_on).await?;
     let row = sqlx::query(
         "INSERT INTO instances (run_id, node, idx, job_key, name, matrix, runs_on, weight, status, \
-         max_attempts, reason, hold, contexts, graph_applied, queue_seq, queued_at, finished_at) \
+         max_attempts, reason, hold, contexts, graph_applied, queue_seq, queued_at, finished_at, \
+         label_set, priority, repo_id) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-         (SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM instances), ?, ?) RETURNING id",
+         (SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM instances), ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(run.0)
     .bind(i64::from(new.node))
@@ -232,6 +234,9 @@ async fn insert_instance(
     .bind(true)
     .bind(ts(now))
     .bind(finished_at)
+    .bind(label_set)
+    .bind(new.priority)
+    .bind(repo.0)
     .fetch_one(&mut **tx)
     .await
     .map_err(backend)?;

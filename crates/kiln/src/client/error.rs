@@ -64,7 +64,12 @@ impl Error {
             ClientError::Protocol(_) => {
                 Some("is that a kiln server, and of the same version as this client?".to_owned())
             }
-            ClientError::NotFound(_) | ClientError::Stale(_) | ClientError::Server { .. } => None,
+            ClientError::Invalid(_)
+            | ClientError::NotFound(_)
+            | ClientError::Conflict(_)
+            | ClientError::Stale(_)
+            | ClientError::NotLeaseHolder(_)
+            | ClientError::Server { .. } => None,
         }
     }
 }
@@ -74,7 +79,11 @@ pub fn client_exit_code(e: &ClientError) -> i32 {
     match e {
         // Unknown repository or run, duplicate name, bad input: the caller's
         // to fix.
-        ClientError::NotFound(_) | ClientError::Stale(_) => exit::INVALID,
+        ClientError::Invalid(_)
+        | ClientError::NotFound(_)
+        | ClientError::Conflict(_)
+        | ClientError::Stale(_)
+        | ClientError::NotLeaseHolder(_) => exit::INVALID,
         ClientError::Server { status, .. } if *status < 500 => exit::INVALID,
         // The server cannot be used from here: not reachable, broken, not
         // kiln, or it refuses the token.
@@ -100,6 +109,8 @@ mod tests {
         assert_eq!(client_exit_code(&server(413)), exit::INVALID);
         assert_eq!(client_exit_code(&ClientError::NotFound("x".into())), 2);
         assert_eq!(client_exit_code(&ClientError::Stale("x".into())), 2);
+        assert_eq!(client_exit_code(&ClientError::Conflict("x".into())), 2);
+        assert_eq!(client_exit_code(&ClientError::Invalid("x".into())), 2);
         assert_eq!(client_exit_code(&ClientError::Unauthorized("x".into())), 3);
         assert_eq!(client_exit_code(&ClientError::Forbidden("x".into())), 3);
         assert_eq!(client_exit_code(&server(500)), exit::SERVER);

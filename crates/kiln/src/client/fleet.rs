@@ -43,10 +43,13 @@ fn agent_table(agents: &[AgentInfo], style: Style, now: Timestamp) -> String {
         ("LAST SEEN", Align::Left),
     ]);
     for a in agents {
-        let status = if a.online {
-            Cell::styled("online", style.paint("32", "online"))
-        } else {
-            Cell::styled("offline", style.dim("offline"))
+        // `lost`: the server saw its lease run out while it was silent
+        // (its jobs went back to the queue); `offline`: silent for longer
+        // than a claim and a lease.
+        let status = match (a.online, a.lost_at) {
+            (true, _) => Cell::styled("online", style.paint("32", "online")),
+            (false, Some(_)) => Cell::styled("lost", style.paint("31", "lost")),
+            (false, None) => Cell::styled("offline", style.dim("offline")),
         };
         let running: Vec<String> = a.running.iter().map(|j| j.to_string()).collect();
         t.row(vec![
@@ -105,7 +108,19 @@ mod tests {
                 used: 2,
                 online: true,
                 last_seen: ts("2025-03-01T11:59:58Z"),
+                lost_at: None,
                 running: vec![InstanceId(17), InstanceId(18)],
+            },
+            AgentInfo {
+                id: AgentId(3),
+                name: "gpu-box".into(),
+                labels: vec!["gpu".into()],
+                capacity: 1,
+                used: 0,
+                online: false,
+                last_seen: ts("2025-03-01T11:59:00Z"),
+                lost_at: Some(ts("2025-03-01T11:59:30Z")),
+                running: vec![],
             },
             AgentInfo {
                 id: AgentId(2),
@@ -115,6 +130,7 @@ mod tests {
                 used: 0,
                 online: false,
                 last_seen: ts("2025-03-01T10:00:00Z"),
+                lost_at: None,
                 running: vec![],
             },
         ];
@@ -122,6 +138,7 @@ mod tests {
             agent_table(&agents, Style { color: false }, ts("2025-03-01T12:00:00Z")),
             "NAME      STATUS   USED  LABELS     RUNNING  LAST SEEN\n\
              build-01  online    2/4  linux,x64  17,18    2s ago\n\
+             gpu-box   lost      0/1  gpu                 1m ago\n\
              mac       offline   0/1                      2h ago\n"
         );
     }
