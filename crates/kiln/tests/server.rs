@@ -339,11 +339,7 @@ fn a_killed_agent_loses_its_lease_and_another_agent_finishes_the_job() {
 fn a_killed_agents_step_is_dead_before_the_retry_starts() {
     let w = world(2.0);
     let dir = w.remote.dir.path();
-    let (pids, verdict, fifo) = (
-        dir.join("pids"),
-        dir.join("verdict"),
-        dir.join("handshake"),
-    );
+    let (pids, verdict, fifo) = (dir.join("pids"), dir.join("verdict"), dir.join("handshake"));
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()

@@ -100,8 +100,9 @@ struct ProcessJob {
     label: String,
     groups: Vec<Group>,
     readers: Vec<JoinHandle<()>>,
-    /// Declared last, so that it closes after `Drop` has killed the
-    /// groups; every watcher then ends what is left of its group.
+    /// Closes when the handle is dropped, after `finish` or `Drop::drop`
+    /// stopped the groups (fields drop after `drop` runs); every watcher
+    /// still there then ends what is left of its group.
     lifeline: Lifeline,
 }
 
