@@ -89,6 +89,16 @@ pub enum Event {
         job: InstanceId,
         attempt: u32,
     },
+    /// No heartbeat of a running job was acknowledged for so long that its
+    /// lease may have expired on the server, which then runs the job
+    /// again elsewhere: the job is being killed (the agent's fence; see
+    /// `docs/protocol.md`).
+    LeaseExpired {
+        job: InstanceId,
+        attempt: u32,
+        /// Since the last acknowledged heartbeat was sent.
+        silent: Duration,
+    },
     /// Log upload for a job stopped before all lines were acknowledged.
     LogsAbandoned {
         job: InstanceId,
@@ -146,6 +156,16 @@ impl fmt::Display for Event {
             Event::LeaseLost { job, attempt } => write!(
                 f,
                 "job {job} attempt {attempt}: the lease is gone, killing the job"
+            ),
+            Event::LeaseExpired {
+                job,
+                attempt,
+                silent,
+            } => write!(
+                f,
+                "job {job} attempt {attempt}: no heartbeat acknowledged for {:.1}s, \
+                 the lease may have expired; killing the job",
+                silent.as_secs_f64()
             ),
             Event::LogsAbandoned {
                 job,

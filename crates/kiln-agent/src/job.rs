@@ -58,6 +58,7 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment) -> JobEnd {
             job,
             attempt,
             every: Duration::from_millis(a.heartbeat_ms),
+            lease: Duration::from_millis(a.lease_ms),
             cancel: cancel.clone(),
             lost: lost.clone(),
             reporting: reporting.clone(),

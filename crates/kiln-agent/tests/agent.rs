@@ -296,6 +296,49 @@ jobs:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_silent_for_the_lease_gets_the_job_killed_and_nothing_reported() {
+    let mut fake = Fake::start().await;
+    let mut agent = Agent::start(&fake.url);
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let wf = workflow(&format!(
+        r#"
+on: push
+jobs:
+  slow:
+    runs-on: linux
+    steps:
+      - run: |
+          echo $$ > {pid}
+          echo started
+          sleep 120
+"#,
+        pid = pid_file.display()
+    ));
+    let job = InstanceId(8);
+    fake.queue(assignment(8, 1, wf));
+    fake.wait_line(job, "started").await;
+    // Cut off (or down: the agent cannot tell) for longer than the lease
+    // (1 s here): the server may run the job elsewhere by now.
+    fake.inner().down = true;
+    let silent = wait_event(&mut agent.events, "the fence", |e| match e {
+        Event::LeaseExpired { job: j, silent, .. } if *j == job => Some(*silent),
+        _ => None,
+    })
+    .await;
+    assert!(silent < Duration::from_secs(1), "{silent:?}");
+    assert_eq!(agent.ended(job).await, JobEnd::LeaseLost);
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the step's shell was killed"
+    );
+    fake.inner().down = false;
+    agent.stop().await;
+    assert!(fake.inner().completions.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_and_completion_survive_503s_exactly_once_in_order() {
     let mut fake = Fake::start().await;
     {

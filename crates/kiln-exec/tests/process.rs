@@ -602,3 +602,132 @@ async fn background_output_flows_until_finish_which_stops_it() {
     h.finish().await;
     assert!(!alive(background));
 }
+
+// --- the watcher: no step outlives its job or its kiln process ------------
+
+/// The live (not zombie) members of process group `pgid`, from `/proc`.
+fn members(pgid: Pid) -> Vec<Pid> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp: Option<i32> = fields.nth(1).and_then(|p| p.parse().ok());
+        if pgrp == Some(pgid.as_raw()) && !matches!(state, Some("Z" | "X")) {
+            found.push(Pid::from_raw(pid));
+        }
+    }
+    found
+}
+
+/// Waits (bounded) for `pid` to exit, on the event itself: a pidfd turns
+/// readable when its process exits, whoever its parent is.
+async fn exited(pid: Pid) {
+    use nix::libc;
+    let waited = tokio::task::spawn_blocking(move || {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+        if fd < 0 {
+            // ESRCH: already gone (and reaped).
+            return !alive(pid);
+        }
+        let fd = fd as libc::c_int;
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the fd is ours and closed below.
+        let ready = unsafe { libc::poll(&mut poll, 1, BOUND.as_millis() as libc::c_int) };
+        unsafe { libc::close(fd) };
+        ready == 1
+    })
+    .await
+    .unwrap();
+    assert!(waited, "process {pid} did not exit within {BOUND:?}");
+}
+
+#[tokio::test]
+async fn a_finished_step_leaves_nothing_in_its_group() {
+    let mut h = Harness::start().await;
+    let report = h.run(h.step(&["pid"])).await;
+    assert_eq!(report.exit, StepExit::Exited(0));
+    let leader = h.lines.pid_after("pid ").await;
+    // The group's watcher was released when the step ended: whatever is
+    // still there is on its way out.
+    for pid in members(leader) {
+        exited(pid).await;
+    }
+    assert!(members(leader).is_empty());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn finish_does_not_wait_for_watchers() {
+    let mut h = Harness::start().await;
+    // A grace period longer than the test's bound: waiting for it (as if
+    // the watcher were a leftover that ignores SIGTERM) fails the test.
+    let mut step = h.step(&["background"]);
+    step.kill_grace = BOUND * 2;
+    assert_eq!(h.run(step).await.exit, StepExit::Exited(0));
+    let background = h.lines.pid_after("background ").await;
+    let mut step = h.step(&["exit", "0"]);
+    step.kill_grace = BOUND * 2;
+    assert_eq!(h.run(step).await.exit, StepExit::Exited(0));
+    // SIGTERM ends the background process; finish returns then.
+    h.finish().await;
+    assert!(!alive(background));
+}
+
+#[tokio::test]
+async fn a_killed_executor_process_takes_its_steps_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runner = tokio::process::Command::new(CHILD)
+        .arg("process-job")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = runner.stdout.take().unwrap();
+    let (grandchild, leader) = bounded("the step's handshake", async {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let (mut grandchild, mut leader) = (None, None);
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let pid = |p: &str| Some(Pid::from_raw(p.trim().parse().unwrap()));
+            if let Some(p) = line.strip_prefix("grandchild ") {
+                grandchild = pid(p);
+            } else if let Some(p) = line.strip_prefix("pid ") {
+                leader = pid(p);
+            } else if line == "ready" {
+                break;
+            }
+        }
+        (grandchild.unwrap(), leader.unwrap())
+    })
+    .await;
+    // The step's group: its leader, the grandchild (which ignores SIGTERM)
+    // and the watcher.
+    let group = members(leader);
+    assert!(group.contains(&leader) && group.contains(&grandchild));
+    assert_eq!(group.len(), 3, "{group:?}");
+
+    // As an agent SIGKILLed mid-step: no finish, no Drop.
+    runner.start_kill().unwrap();
+    runner.wait().await.unwrap();
+
+    for pid in group {
+        exited(pid).await;
+    }
+    assert!(!alive(leader) && !alive(grandchild));
+    assert!(members(leader).is_empty());
+}

@@ -359,6 +359,88 @@ fn a_killed_agent_loses_its_lease_and_another_agent_finishes_the_job() {
     );
 }
 
+/// A killed agent's step dies with it: when the retry starts on another
+/// agent, the first attempt's processes (the step's shell and a child it
+/// left running) are gone. A deploy, so that two at once would mean two
+/// deploys of one environment.
+#[test]
+fn a_killed_agents_step_is_dead_before_the_retry_starts() {
+    let w = world(2.0);
+    let dir = w.remote.dir.path();
+    let (pids, verdict, fifo) = (dir.join("pids"), dir.join("verdict"), dir.join("handshake"));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // The retry finds the pid file and records every pid of attempt 1
+    // that is still alive. A zombie (state Z: dead, waiting to be reaped,
+    // which `kill -0` would call alive) counts as dead.
+    w.remote.file(
+        ".kiln/workflows/deploy.yml",
+        &format!(
+            r#"on: push
+jobs:
+  deploy:
+    runs-on: self-hosted
+    environment: production
+    steps:
+      - run: |
+          if [ -e {pids} ]; then
+            for p in $(cat {pids}); do
+              if read -r _ _ state _ 2>/dev/null < /proc/$p/stat && [ "$state" != Z ]; then
+                echo "alive $p" >> {verdict}
+              fi
+            done
+            echo checked >> {verdict}
+            exit 0
+          fi
+          sleep 120 &
+          echo "$$ $!" > {pids}
+          echo first-attempt-started
+          echo started > {fifo}
+          wait
+"#,
+            pids = pids.display(),
+            verdict = verdict.display(),
+            fifo = fifo.display(),
+        ),
+    );
+    w.remote.push("deploy");
+    w.add_repo();
+    let mut first = w.agent("first", "", 1);
+    // The handshake: opening the FIFO waits for the step to write to it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn({
+        let fifo = fifo.clone();
+        move || {
+            let _ = tx.send(std::fs::read_to_string(&fifo));
+        }
+    });
+    let run = w.trigger(&[]);
+    let said = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the first attempt's step did not start");
+    assert_eq!(said.unwrap().trim(), "started");
+    first.kill();
+    let _second = w.agent("second", "", 1);
+    let done = w.finished(&run);
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["jobs"][0]["attempt"], 2);
+    assert_eq!(done["jobs"][0]["agent"], "second");
+    assert_eq!(
+        std::fs::read_to_string(&verdict).unwrap(),
+        "checked\n",
+        "attempt 1's processes ({}) outlived their agent",
+        std::fs::read_to_string(&pids).unwrap().trim()
+    );
+    let results = w.server.kiln(&["show", &run, "--results"]);
+    let results: Value = serde_json::from_str(&results.stdout).unwrap();
+    assert_eq!(results["jobs"][0]["attempt"], 1, "{results}");
+    assert_eq!(results["jobs"][0]["agent"], "first");
+    assert_eq!(results["jobs"][0]["reason"], "agent-lost");
+}
+
 #[test]
 fn a_killed_server_restarts_and_the_run_completes() {
     let mut w = world(10.0);

@@ -14,6 +14,7 @@
 //! - `env`: prints its environment, `KEY=VALUE` per line, sorted;
 //! - `pwd`: prints its working directory;
 //! - `signal N`: raises signal N;
+//! - `pid`: prints `pid P` and exits 0;
 //! - `sleep`: prints `pid P`, `ready`, then sleeps (SIGTERM ends it);
 //! - `ignore-term`: blocks SIGTERM, prints `pid P`, `ready`, then prints
 //!   `got SIGTERM` for every SIGTERM and never ends by itself;
@@ -30,6 +31,10 @@
 //!   executor, workspace and temp under DIR, labelled LABEL), runs a
 //!   sleeping step in it, prints `ready` once the step runs, and waits to be
 //!   killed: what an agent SIGKILLed mid-job leaves behind.
+//! - `process-job DIR`: starts a process job (the process executor,
+//!   workspace DIR), runs `kiln-test-child tree ignore-term` as its step,
+//!   prints the step's lines (`grandchild P`, `pid P`, `ready`) and waits
+//!   to be killed: an agent SIGKILLed mid-step.
 
 use std::io::Write;
 use std::process::{Command, ExitCode};
@@ -122,6 +127,9 @@ fn main() -> ExitCode {
             // Only reached if the signal does not end the process.
             return ExitCode::from(99);
         }
+        "pid" => {
+            writeln!(out, "pid {}", std::process::id()).unwrap();
+        }
         "sleep" => {
             writeln!(out, "pid {}", std::process::id()).unwrap();
             writeln!(out, "ready").unwrap();
@@ -173,6 +181,10 @@ fn main() -> ExitCode {
         "container-job" => {
             drop(out);
             container_job(&args[1..]);
+        }
+        "process-job" => {
+            drop(out);
+            process_job(&args[1..]);
         }
         other => {
             eprintln!("kiln-test-child: unknown mode {other:?}");
@@ -237,6 +249,52 @@ fn container_job(args: &[String]) -> ! {
             kill_grace: std::time::Duration::from_secs(1),
         };
         job.run_step(step, Arc::new(Ready), &Cancel::default())
+            .await;
+    });
+    sleep_forever();
+}
+
+fn process_job(args: &[String]) -> ! {
+    use kiln_exec::port::{Cancel, Executor, JobSpec, LogLine, LogSink, StepSpec};
+    use kiln_exec::process::ProcessExecutor;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    /// The step's lines, on this process's stdout (line-buffered).
+    struct Forward;
+    impl LogSink for Forward {
+        fn line(&self, line: LogLine) {
+            println!("{}", line.text);
+        }
+    }
+
+    let [dir] = args else {
+        panic!("process-job DIR");
+    };
+    let workspace = PathBuf::from(dir);
+    let exe = std::env::current_exe().expect("current_exe");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut job = ProcessExecutor::new()
+            .start_job(&JobSpec {
+                workspace: workspace.clone(),
+                label: "process-job".to_owned(),
+            })
+            .await
+            .expect("start_job");
+        let step = StepSpec {
+            argv: vec![
+                exe.display().to_string(),
+                "tree".into(),
+                "ignore-term".into(),
+            ],
+            env: vec![("PATH".to_owned(), "/usr/bin:/bin".to_owned())],
+            cwd: workspace,
+            timeout: None,
+            kill_grace: Duration::from_secs(1),
+        };
+        // The step never ends by itself: this process is killed first.
+        job.run_step(step, Arc::new(Forward), &Cancel::default())
             .await;
     });
     sleep_forever();

@@ -5,6 +5,10 @@
 //! `killpg(pgid, 0)`, which fails with `ESRCH` once the group is empty. The
 //! waits here poll that test every [`GROUP_POLL`] and always end at a
 //! deadline, so a process that ignores signals or escaped cannot hang kiln.
+//!
+//! Every group also holds the step's watcher (`watch`), which is not the
+//! step's: a group whose only live member is its watcher counts as empty,
+//! and [`release`] ends the watcher with it.
 
 use std::time::Duration;
 
@@ -28,6 +32,8 @@ pub(crate) struct Group {
     pub(crate) pgid: Pid,
     /// The grace period of the step that started it.
     pub(crate) kill_grace: Duration,
+    /// The step's watcher, a member of the group that is not the step's.
+    pub(crate) watcher: Pid,
 }
 
 /// Sends `signal` to every member of the group. An empty group is not an
@@ -39,30 +45,32 @@ pub(crate) fn signal_group(pgid: Pid, signal: Signal) -> Result<(), Errno> {
     }
 }
 
-/// Whether the group still has members (zombies included).
-pub(crate) fn group_alive(pgid: Pid) -> bool {
-    match killpg(pgid, None) {
+/// Whether the group still has members other than its watcher. Zombies
+/// do not count where `/proc` can tell.
+pub(crate) fn group_alive(group: &Group) -> bool {
+    match killpg(group.pgid, None) {
         // Members exist, but zombies count too: a killed grandchild that
         // nobody reaped yet (its parent died; init reaps it when it gets to
         // it, or never when kiln runs as PID 1) must not make `finish` wait
         // a whole grace period. On Linux, look for a member that is not a
-        // zombie.
-        Ok(()) => has_live_member(pgid).unwrap_or(true),
+        // zombie, nor the watcher (a member too, until `release`).
+        Ok(()) => has_live_member(group.pgid, group.watcher).unwrap_or(true),
         Err(Errno::ESRCH) => false,
         // EPERM: members exist that we may not signal.
         Err(_) => true,
     }
 }
 
-/// `Some(true)` when a process of group `pgid` is not a zombie, `Some(false)`
-/// when all are zombies, `None` when `/proc` cannot tell.
-fn has_live_member(pgid: Pid) -> Option<bool> {
+/// `Some(true)` when a process of group `pgid` other than `except` is not a
+/// zombie, `Some(false)` when there is none, `None` when `/proc` cannot
+/// tell.
+fn has_live_member(pgid: Pid, except: Pid) -> Option<bool> {
     let want = pgid.as_raw();
     for entry in std::fs::read_dir("/proc").ok()? {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name.parse() == Ok(except.as_raw()) {
             continue;
         }
         // /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold
@@ -83,15 +91,25 @@ fn has_live_member(pgid: Pid) -> Option<bool> {
     Some(false)
 }
 
-/// Waits until the group is empty (returns true), or until `deadline` or
-/// `interrupt` (returns false).
+/// SIGKILLs the group, its watcher included: for a group found empty
+/// (only its watcher left, which does not fork, so nothing can join it in
+/// between) or one being stopped. Afterwards the group id may be reused,
+/// so kiln forgets it.
+pub(crate) fn release(group: &Group) {
+    // Fails only with EPERM, which the watcher (our own user's) cannot
+    // cause; it then ends at the latest when the job's lifeline closes.
+    let _ = signal_group(group.pgid, Signal::SIGKILL);
+}
+
+/// Waits until the group is empty but for its watcher (returns true), or
+/// until `deadline` or `interrupt` (returns false).
 pub(crate) async fn wait_group_gone(
-    pgid: Pid,
+    group: &Group,
     deadline: Instant,
     interrupt: Option<&CancellationToken>,
 ) -> bool {
     loop {
-        if !group_alive(pgid) {
+        if !group_alive(group) {
             return true;
         }
         let now = Instant::now();

@@ -3,16 +3,20 @@
 //! Each step's process leads a new process group, so that stopping a step
 //! (timeout, cancel) reaches everything it started, and so that `finish`
 //! can stop the background processes that steps leave running for later
-//! steps (`server &`, as on GitHub Actions). See `docs/design/executor.md`
-//! for the invariants.
+//! steps (`server &`, as on GitHub Actions). Each group also holds a
+//! watcher that kills it when the job's lifeline closes, so no step
+//! outlives its job or the kiln process that runs it, even a SIGKILLed
+//! one. See `docs/design/executor.md` for the invariants.
 //!
 //! - `spawn`: resolving the program and building the command;
 //! - `lines`: turning pipe bytes into [`LogLine`](crate::port::LogLine)s;
-//! - `group`: signalling process groups and bounded waits on them.
+//! - `group`: signalling process groups and bounded waits on them;
+//! - `watch`: the job's lifeline and each group's watcher.
 
 mod group;
 pub(crate) mod lines;
 mod spawn;
+mod watch;
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -28,8 +32,9 @@ use crate::port::{
     Cancel, ExecError, Executor, JobHandle, JobSpec, LogSink, StepExit, StepReport, StepSpec,
     Stream,
 };
-use group::{Group, KILL_WAIT, group_alive, signal_group, wait_group_gone};
+use group::{Group, KILL_WAIT, group_alive, release, signal_group, wait_group_gone};
 use lines::{Emitter, forward_lines};
+use watch::Lifeline;
 
 pub use lines::MAX_LINE_BYTES;
 
@@ -77,20 +82,28 @@ impl Executor for ProcessExecutor {
                 )));
             }
         }
+        let lifeline = Lifeline::new()
+            .map_err(|err| ExecError::Prepare(format!("the job's lifeline (a pipe): {err}")))?;
         Ok(Box::new(ProcessJob {
             label: job.label.clone(),
             groups: Vec::new(),
             readers: Vec::new(),
+            lifeline,
         }))
     }
 }
 
 /// One job attempt: the process groups its steps created that may still
-/// have members, and the reader tasks still forwarding their output.
+/// have members, the reader tasks still forwarding their output, and the
+/// lifeline that the groups' watchers hold.
 struct ProcessJob {
     label: String,
     groups: Vec<Group>,
     readers: Vec<JoinHandle<()>>,
+    /// Closes when the handle is dropped, after `finish` or `Drop::drop`
+    /// stopped the groups (fields drop after `drop` runs); every watcher
+    /// still there then ends what is left of its group.
+    lifeline: Lifeline,
 }
 
 /// Why kiln stopped a step.
@@ -188,9 +201,24 @@ impl JobHandle for ProcessJob {
             Ok(command) => command,
             Err(message) => return report(StepExit::SpawnFailed(message)),
         };
-        let mut child = match command.spawn() {
+        let watcher = match watch::arm(&mut command, &self.lifeline) {
+            Ok(watcher) => watcher,
+            Err(err) => {
+                return report(StepExit::SpawnFailed(format!(
+                    "the step's watcher (a pipe): {err}"
+                )));
+            }
+        };
+        let spawned = command.spawn();
+        let watcher = watcher.watcher();
+        let mut child = match spawned {
             Ok(child) => child,
             Err(err) => {
+                // The program could not be executed after the watcher
+                // started: the watcher is alone in its group.
+                if let Some(watcher) = watcher {
+                    let _ = nix::sys::signal::kill(watcher, Signal::SIGKILL);
+                }
                 let program = step.argv.first().map(String::as_str).unwrap_or_default();
                 return report(StepExit::SpawnFailed(format!("{program}: {err}")));
             }
@@ -203,12 +231,23 @@ impl JobHandle for ProcessJob {
             ));
         };
         let pgid = Pid::from_raw(pid);
-        // Registered before anything else can fail or be dropped: from now on
-        // `finish` (or Drop) is responsible for the group.
-        self.groups.push(Group {
+        let Some(watcher) = watcher else {
+            // The hook succeeded, so the intermediate reported; a missing pid
+            // is a broken invariant. A step does not run unguarded.
+            let _ = signal_group(pgid, Signal::SIGKILL);
+            let _ = child.wait().await;
+            return report(StepExit::SpawnFailed(
+                "the step's watcher did not report its pid".to_owned(),
+            ));
+        };
+        let group = Group {
             pgid,
             kill_grace: step.kill_grace,
-        });
+            watcher,
+        };
+        // Registered before anything else can fail or be dropped: from now on
+        // `finish` (or Drop) is responsible for the group.
+        self.groups.push(group);
 
         let emitter = Emitter::new(sink);
         let mut readers = StepReaders(Vec::with_capacity(2));
@@ -253,10 +292,10 @@ impl JobHandle for ProcessJob {
                 // end, then it is killed like the leader would have been.
                 if !stopping.killed {
                     let deadline = stopping.kill_at.unwrap_or_else(Instant::now);
-                    wait_group_gone(pgid, deadline, Some(&cancel.immediate)).await;
+                    wait_group_gone(&group, deadline, Some(&cancel.immediate)).await;
                 }
-                let _ = signal_group(pgid, Signal::SIGKILL);
-                wait_group_gone(pgid, Instant::now() + KILL_WAIT, None).await;
+                release(&group);
+                wait_group_gone(&group, Instant::now() + KILL_WAIT, None).await;
                 reason.exit()
             }
             (None, Ok(status)) => exit_of(status),
@@ -279,10 +318,16 @@ impl JobHandle for ProcessJob {
                 self.readers.push(reader);
             }
         }
-        // Forget groups that are empty now, this step's and earlier ones':
-        // the fewer pgids kept, the smaller the chance that `finish` meets
-        // one the system reused for an unrelated group.
-        self.groups.retain(|group| group_alive(group.pgid));
+        // Forget groups that are empty now (but for their watcher), this
+        // step's and earlier ones', ending their watchers: nothing is left
+        // to guard, and a watcher per finished step would add up.
+        self.groups.retain(|group| {
+            let alive = group_alive(group);
+            if !alive {
+                release(group);
+            }
+            alive
+        });
         self.readers.retain(|reader| !reader.is_finished());
         report(exit)
     }
@@ -295,7 +340,8 @@ impl JobHandle for ProcessJob {
         // SIGTERM everything that is left, give each group its step's grace…
         let mut live = Vec::new();
         for group in groups {
-            if !group_alive(group.pgid) {
+            if !group_alive(&group) {
+                release(&group);
                 continue;
             }
             match signal_group(group.pgid, Signal::SIGTERM) {
@@ -305,9 +351,9 @@ impl JobHandle for ProcessJob {
         }
         let started = Instant::now();
         for group in &live {
-            wait_group_gone(group.pgid, started + group.kill_grace, None).await;
+            wait_group_gone(group, started + group.kill_grace, None).await;
         }
-        // …then SIGKILL what is still there.
+        // …then SIGKILL what is still there, watchers included.
         for group in &live {
             if let Err(err) = signal_group(group.pgid, Signal::SIGKILL) {
                 failures.push(format!("process group {}: {err}", group.pgid));
@@ -315,7 +361,7 @@ impl JobHandle for ProcessJob {
         }
         let kill_deadline = Instant::now() + KILL_WAIT;
         for group in &live {
-            wait_group_gone(group.pgid, kill_deadline, None).await;
+            wait_group_gone(group, kill_deadline, None).await;
         }
 
         // Readers end at EOF once every holder of the pipes is gone; one held
