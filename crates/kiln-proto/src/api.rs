@@ -302,6 +302,9 @@ pub struct RunSummary {
     /// Why a queued run has not started (a concurrency group, an approval).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
+    /// The same, in words a person can act on (who holds the group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<WaitingReason>,
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
@@ -336,9 +339,43 @@ pub struct JobSummary {
     /// Why a queued job is not offered to agents yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
+    /// Why a queued job waits, whatever holds it (a gate, or the agents):
+    /// set for every queued job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<WaitingReason>,
+    /// Claim order: higher first.
+    #[serde(default)]
+    pub priority: i32,
     pub queued_at: Option<Timestamp>,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
+}
+
+/// Why a queued job (or a run held before it starts) waits, in words a
+/// person can act on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingReason {
+    pub kind: WaitingKind,
+    /// `no online agent has labels [gpu] (online agents have: ...)`,
+    /// `waiting behind run 40 in concurrency group \`ci-main\``, ...
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitingKind {
+    /// No online agent has the job's labels.
+    NoMatchingAgent,
+    /// Agents with the labels are online, but none has room now.
+    AgentsBusy,
+    /// Behind another run in a concurrency group.
+    ConcurrencyGroup,
+    /// Waiting for an environment's deploy lock.
+    DeployLock,
+    /// Waiting for `kiln approve`.
+    Approval,
+    /// Nothing holds it back: an agent with room takes it at its next claim.
+    Ready,
 }
 
 /// Why a queued run or job does not start yet.
@@ -502,7 +539,12 @@ pub struct QueuedJob {
     pub name: String,
     pub runs_on: Vec<String>,
     pub weight: u32,
+    #[serde(default)]
+    pub priority: i32,
     pub queued_at: Timestamp,
+    /// Why it waits (every queued job has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<WaitingReason>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

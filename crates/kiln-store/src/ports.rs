@@ -81,6 +81,10 @@ pub trait RunStore: Send + Sync {
 pub trait QueueStore: Send + Sync {
     /// Queued instances not asking to be cancelled, oldest first, at most `limit`.
     async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>>;
+    /// Every queued instance, held ones included, in claim order (highest
+    /// priority first, then oldest), at most `limit`: the queue as people
+    /// see it.
+    async fn queued_instances(&self, limit: u32) -> Result<Vec<InstanceRecord>>;
     /// Lease the next queued instance this agent can take (see
     /// [`ClaimAsk`] and `kiln_core::dispatch` for the rules: labels,
     /// weight, priority, round-robin between repositories, FIFO), exactly

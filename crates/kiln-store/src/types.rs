@@ -223,6 +223,8 @@ pub struct InstanceRecord {
     pub matrix: Option<Value>,
     pub runs_on: Vec<String>,
     pub weight: u32,
+    /// Claim order: higher first.
+    pub priority: i32,
     pub status: JobStatus,
     /// The current or last attempt (0 before the first claim).
     pub attempt: u32,

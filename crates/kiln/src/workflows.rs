@@ -65,9 +65,24 @@ fn display_name(path: &Path, root: Option<&Path>) -> String {
 
 /// Every diagnostic of `files`, with a source lookup for rendering.
 pub fn render_all(files: &[WorkflowFile], color: bool) -> String {
+    render_where(files, color, |_, _| true)
+}
+
+/// The warnings of the files `keep` names (by display name).
+pub fn render_warnings(files: &[WorkflowFile], color: bool, keep: impl Fn(&str) -> bool) -> String {
+    render_where(files, color, |f, d| {
+        d.severity == kiln_pipeline::diag::Severity::Warning && keep(&f.display)
+    })
+}
+
+fn render_where(
+    files: &[WorkflowFile],
+    color: bool,
+    keep: impl Fn(&WorkflowFile, &Diagnostic) -> bool,
+) -> String {
     let diags: Vec<Diagnostic> = files
         .iter()
-        .flat_map(|f| f.loaded.diagnostics.iter().cloned())
+        .flat_map(|f| f.loaded.diagnostics.iter().filter(|d| keep(f, d)).cloned())
         .collect();
     kiln_pipeline::diag::render(
         &diags,

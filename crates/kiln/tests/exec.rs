@@ -966,3 +966,26 @@ jobs:
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_github_hosted_runs_on_is_a_warning_and_the_job_still_runs_here() {
+    let repo = Repo::new();
+    repo.workflow(
+        "ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ran-here\n",
+    );
+    let run = repo.exec(&[]);
+    run.code(0);
+    assert!(
+        run.stderr
+            .contains("warning: `ubuntu-latest` is a GitHub-hosted runner label"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(".kiln/workflows/ci.yml:4:14"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("ran-here"), "{}", run.stdout);
+}

@@ -21,9 +21,25 @@ fn real_workflows_report_exactly_their_unsupported_actions() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["valid"], false);
     assert_eq!(report["files"].as_array().unwrap().len(), 4);
-    let diags = report["diagnostics"].as_array().unwrap();
+    let all = report["diagnostics"].as_array().unwrap();
+    // Warnings: GitHub-hosted runner labels, each with its file:line:col
+    // and how kiln serves it.
+    let (warnings, diags): (Vec<_>, Vec<_>) = all.iter().partition(|d| d["severity"] == "warning");
+    assert!(
+        !warnings.is_empty(),
+        "the real workflows run on ubuntu-latest"
+    );
+    for w in &warnings {
+        let msg = w["message"].as_str().unwrap();
+        assert!(msg.ends_with("is a GitHub-hosted runner label"), "{w}");
+        assert!(
+            w["help"].as_str().unwrap().contains("[labels.aliases]"),
+            "{w}"
+        );
+        assert!(w["loc"]["line"].as_u64().unwrap() > 0, "{w}");
+    }
     assert!(!diags.is_empty());
-    for d in diags {
+    for d in &diags {
         let msg = d["message"].as_str().unwrap();
         assert!(
             msg.starts_with("action `") && msg.ends_with("` is not supported by kiln"),

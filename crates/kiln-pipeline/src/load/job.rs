@@ -154,13 +154,63 @@ pub(crate) fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// Labels of GitHub's hosted runners: no self-hosted agent has them
+/// unless the server maps them (`[labels.aliases]`).
+fn hosted_runner_label(label: &str) -> bool {
+    let l = label.to_ascii_lowercase();
+    ["ubuntu-", "windows-", "macos-"]
+        .iter()
+        .any(|p| l.starts_with(p))
+}
+
+/// Warn where `runs-on` first names a GitHub-hosted runner (once per
+/// label and file), and say how kiln serves it.
+fn warn_hosted(cx: &mut Cx<'_>, n: &Node) {
+    let Node::Scalar(s) = n else { return };
+    let label = s.as_str();
+    if !hosted_runner_label(label) {
+        return;
+    }
+    let message = format!("`{label}` is a GitHub-hosted runner label");
+    if cx.diags.iter().any(|d| d.message == message) {
+        return;
+    }
+    let at = cx.at_scalar(s);
+    let serve = if label.to_ascii_lowercase().starts_with("ubuntu-") {
+        "a kiln server runs it on agents labelled [linux, x64] (or [linux, arm64] for `-arm`) \
+         through its default `[labels.aliases]`"
+            .to_owned()
+    } else {
+        format!(
+            "map it to your agents' labels on the server with `[labels.aliases]` \
+             (`\"{label}\" = [\"macos\"]`), or name their labels here"
+        )
+    };
+    cx.warn(
+        at,
+        message,
+        Some(format!(
+            "kiln agents carry self-hosted labels (`self-hosted`, the OS such as `linux`, the \
+             arch such as `x64`); {serve}; `kiln exec` runs every job on this machine"
+        )),
+    );
+}
+
 fn runs_on(cx: &mut Cx<'_>, n: &Node) -> Vec<Template> {
     match n {
-        Node::Scalar(_) => cx.template(n, "`runs-on`").into_iter().collect(),
-        Node::Sequence(items) => items
-            .iter()
-            .filter_map(|i| cx.template(i, "a `runs-on` label"))
-            .collect(),
+        Node::Scalar(_) => {
+            warn_hosted(cx, n);
+            cx.template(n, "`runs-on`").into_iter().collect()
+        }
+        Node::Sequence(items) => {
+            for i in items.iter() {
+                warn_hosted(cx, i);
+            }
+            items
+                .iter()
+                .filter_map(|i| cx.template(i, "a `runs-on` label"))
+                .collect()
+        }
         Node::Mapping(m) => {
             let mut labels = Vec::new();
             let mut saw_labels = false;

@@ -175,25 +175,20 @@ pub async fn agents(
         e.1.push(inst);
     }
     let now = Timestamp::now();
-    let offline_after =
-        s.engine.cfg.lease.as_secs_f64() + s.engine.cfg.max_claim_wait.as_secs_f64();
     let out = store
         .agents()
         .await?
         .into_iter()
         .map(|a| {
             let (u, running) = used.remove(&a.id).unwrap_or_default();
-            let age = now.duration_since(a.last_seen).as_secs_f64();
+            let online = s.engine.is_online(&a, now);
             AgentInfo {
                 id: a.id,
                 name: a.name,
                 labels: a.labels,
                 capacity: a.capacity,
                 used: u,
-                // Declared lost by the lease logic (kept in the store, so
-                // also after a restart), or silent for longer than any
-                // claim or lease lasts.
-                online: a.lost_at.is_none() && age <= offline_after,
+                online,
                 last_seen: a.last_seen,
                 lost_at: a.lost_at,
                 running,
@@ -215,17 +210,21 @@ pub async fn queue(
         .into_iter()
         .map(|r| (r.id, r.name))
         .collect();
+    let fleet = s.engine.fleet().await?;
     let mut out = Vec::new();
-    for c in store.candidates(1000).await? {
-        let inst = store.instance(c.id).await?;
+    // Every waiting job, held ones included, in claim order.
+    for inst in store.queued_instances(1000).await? {
+        let waiting_reason = s.engine.job_waiting(&fleet, &inst).await?;
         out.push(QueuedJob {
-            id: c.id,
+            id: inst.id,
             run: inst.run,
-            repo: repos.get(&c.repo).cloned().unwrap_or_default(),
+            repo: repos.get(&inst.repo).cloned().unwrap_or_default(),
             name: inst.name,
-            runs_on: c.runs_on,
-            weight: c.weight,
+            runs_on: inst.runs_on,
+            weight: inst.weight,
+            priority: inst.priority,
             queued_at: inst.queued_at,
+            waiting_reason,
         });
     }
     Ok(Json(out))

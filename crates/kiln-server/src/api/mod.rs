@@ -83,6 +83,7 @@ pub(crate) fn run_summary(r: &RunRecord) -> RunSummary {
         event: r.event.clone(),
         status: r.status,
         waiting: r.hold.clone().filter(|_| !r.status.is_terminal()),
+        waiting_reason: None,
         created_at: r.created_at,
         started_at: r.started_at,
         finished_at: r.finished_at,
@@ -104,6 +105,8 @@ pub(crate) fn job_summary(i: &InstanceRecord) -> JobSummary {
             .hold
             .clone()
             .filter(|_| i.status == kiln_model::JobStatus::Queued),
+        waiting_reason: None,
+        priority: i.priority,
         queued_at: Some(i.queued_at),
         started_at: i.started_at,
         finished_at: i.finished_at,

@@ -69,10 +69,19 @@ pub async fn show(
         next_attempt_at: r.due.then_some(r.next_at),
         comment_id: r.comment_id,
     });
+    let mut summary = run_summary(&rec);
+    summary.waiting_reason = s.engine.run_waiting(&rec).await?;
+    let fleet = s.engine.fleet().await?;
+    let mut summaries = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let mut js = job_summary(job);
+        js.waiting_reason = s.engine.job_waiting(&fleet, job).await?;
+        summaries.push(js);
+    }
     Ok(Json(RunDetail {
-        summary: run_summary(&rec),
+        summary,
         error: rec.error.clone(),
-        jobs: jobs.iter().map(job_summary).collect(),
+        jobs: summaries,
         forge,
     }))
 }

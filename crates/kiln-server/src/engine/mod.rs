@@ -14,6 +14,7 @@ pub mod error;
 pub mod gates;
 pub mod results;
 pub mod transition;
+pub mod waiting;
 
 use crate::git::Mirrors;
 use crate::hub::{HubMsg, LogHub};

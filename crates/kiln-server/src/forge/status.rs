@@ -255,6 +255,7 @@ mod tests {
             matrix: None,
             runs_on: vec![],
             weight: 1,
+            priority: 0,
             status,
             attempt: 1,
             max_attempts: 3,

@@ -7,7 +7,7 @@
 //! attempt changes nothing and gets [`StoreError::Stale`].
 
 use super::codec::{from_json, status_str, to_json, to_u32, ts};
-use super::runs::instance_on;
+use super::runs::{SELECT_INSTANCE, instance_on, instance_record};
 use super::{SqliteStore, backend, commit};
 use crate::ports::{QueueStore, Result, StoreError};
 use crate::types::{Candidate, ClaimAsk, Expired, InstanceRecord};
@@ -272,6 +272,18 @@ impl QueueStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn queued_instances(&self, limit: u32) -> Result<Vec<InstanceRecord>> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_INSTANCE} WHERE i.status = 'queued' \
+             ORDER BY i.priority DESC, i.queue_seq LIMIT ?"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(instance_record).collect()
     }
 
     async fn claim(

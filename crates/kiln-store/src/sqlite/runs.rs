@@ -44,7 +44,7 @@ fn run_record(row: &SqliteRow) -> Result<RunRecord> {
 }
 
 pub(super) const SELECT_INSTANCE: &str = "SELECT i.id, i.run_id, r.repo_id, i.node, i.idx, \
-     i.job_key, i.name, i.matrix, i.runs_on, i.weight, i.status, i.attempt, i.max_attempts, \
+     i.job_key, i.name, i.matrix, i.runs_on, i.weight, i.priority, i.status, i.attempt, i.max_attempts, \
      i.agent_id, a.name AS agent_name, i.lease_expires_at, i.cancel_requested, i.reason, \
      i.hold, i.contexts, i.result, i.graph_applied, i.queued_at, i.started_at, i.finished_at \
      FROM instances i JOIN runs r ON r.id = i.run_id LEFT JOIN agents a ON a.id = i.agent_id";
@@ -58,6 +58,7 @@ pub(super) fn instance_record(row: &SqliteRow) -> Result<InstanceRecord> {
         index: to_u32("index", row.try_get("idx").map_err(backend)?)?,
         job_key: row.try_get("job_key").map_err(backend)?,
         name: row.try_get("name").map_err(backend)?,
+        priority: row.try_get("priority").map_err(backend)?,
         matrix: from_opt_json("instance matrix", row.try_get("matrix").map_err(backend)?)?,
         runs_on: from_json("instance runs_on", row.try_get("runs_on").map_err(backend)?)?,
         weight: to_u32("weight", row.try_get("weight").map_err(backend)?)?,

@@ -72,7 +72,9 @@ fn queue_table(jobs: &[QueuedJob], now: Timestamp) -> String {
         ("NAME", Align::Left),
         ("RUNS ON", Align::Left),
         ("WEIGHT", Align::Right),
+        ("PRIO", Align::Right),
         ("QUEUED", Align::Left),
+        ("WAITING FOR", Align::Left),
     ]);
     for j in jobs {
         t.row(vec![
@@ -82,7 +84,13 @@ fn queue_table(jobs: &[QueuedJob], now: Timestamp) -> String {
             j.name.as_str().into(),
             j.runs_on.join(",").into(),
             j.weight.to_string().into(),
+            j.priority.to_string().into(),
             ago(now, j.queued_at).into(),
+            j.waiting_reason
+                .as_ref()
+                .map(|w| w.message.as_str())
+                .unwrap_or("")
+                .into(),
         ]);
     }
     t.render()
@@ -152,12 +160,17 @@ mod tests {
             name: "test (linux)".into(),
             runs_on: vec!["linux".into()],
             weight: 2,
+            priority: 5,
             queued_at: ts("2025-03-01T11:55:00Z"),
+            waiting_reason: Some(kiln_proto::api::WaitingReason {
+                kind: kiln_proto::api::WaitingKind::AgentsBusy,
+                message: "all matching agent busy (`box`, capacity 2/2)".into(),
+            }),
         }];
         assert_eq!(
             queue_table(&jobs, ts("2025-03-01T12:00:00Z")),
-            "JOB  RUN  REPO  NAME          RUNS ON  WEIGHT  QUEUED\n\
-             \x2031    9  web   test (linux)  linux         2  5m ago\n"
+            "JOB  RUN  REPO  NAME          RUNS ON  WEIGHT  PRIO  QUEUED  WAITING FOR\n\
+             \x2031    9  web   test (linux)  linux         2     5  5m ago  all matching agent busy (`box`, capacity 2/2)\n"
         );
     }
 }

@@ -17,7 +17,7 @@ use crate::exit;
 use kiln_client::ClientError;
 use kiln_client::api::{LogEvent, call};
 use kiln_model::{InstanceId, JobStatus, RunId};
-use kiln_proto::api::{LogEntry, LogStream, RunDetail};
+use kiln_proto::api::{LogEntry, LogStream, RunDetail, WaitingKind, WaitingReason};
 use std::collections::{HashMap, HashSet};
 
 /// The colours of job prefixes, in the order `kiln exec` uses them.
@@ -108,6 +108,12 @@ pub enum Sink {
 
 enum Msg {
     Event(LogEvent),
+    /// Why the run (`job: None`) or one of its queued jobs waits: sent when
+    /// the wait starts and whenever its reason changes.
+    Waiting {
+        job: Option<InstanceId>,
+        message: String,
+    },
     /// The stream closed without an `end` event.
     Closed,
     Failed(ClientError),
@@ -120,6 +126,7 @@ pub async fn follow(ctx: &Ctx, watches: Vec<Watch>, sink: Sink) -> Result<Vec<Jo
     let mut printer = Printer::new(ctx.style, &details, sink);
     let mut finals: Vec<Option<JobStatus>> = vec![None; watches.len()];
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Msg)>();
+    let mut watchers = Vec::new();
     for (i, w) in watches.iter().enumerate() {
         let run = w.detail.summary.id;
         if w.detail.summary.status.is_terminal() {
@@ -139,6 +146,13 @@ pub async fn follow(ctx: &Ctx, watches: Vec<Watch>, sink: Sink) -> Result<Vec<Jo
             printer.end(i, w.detail.summary.status)?;
             continue;
         }
+        watchers.push(tokio::spawn(watch_waiting(
+            ctx.client.clone(),
+            run,
+            w.only.clone(),
+            i,
+            tx.clone(),
+        )));
         let client = ctx.client.clone();
         let tx = tx.clone();
         let job = w.server_job();
@@ -168,9 +182,17 @@ pub async fn follow(ctx: &Ctx, watches: Vec<Watch>, sink: Sink) -> Result<Vec<Jo
         });
     }
     drop(tx);
-    while let Some((i, msg)) = rx.recv().await {
+    while finals.iter().any(Option::is_none) {
+        let Some((i, msg)) = rx.recv().await else {
+            break;
+        };
         let watch = &watches[i];
         match msg {
+            Msg::Waiting { job, message } => {
+                if finals[i].is_none() {
+                    printer.waiting(i, job, &message)?;
+                }
+            }
             Msg::Event(LogEvent::Entry(entry)) => {
                 if !watch.wants(entry.job) {
                     continue;
@@ -199,11 +221,62 @@ pub async fn follow(ctx: &Ctx, watches: Vec<Watch>, sink: Sink) -> Result<Vec<Jo
             Msg::Failed(e) => return Err(e.into()),
         }
     }
+    for w in watchers {
+        w.abort();
+    }
     finals
         .into_iter()
         .zip(&watches)
         .map(|(s, w)| s.ok_or(Error::StreamClosed(w.detail.summary.id)))
         .collect()
+}
+
+/// How often a followed run is asked why it waits.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Tell why `run` or its jobs wait: whenever a reason appears or changes
+/// (a job that is ready for an agent is not news), until the run ends. The
+/// server has no stream of waiting reasons, so this asks it twice a second.
+async fn watch_waiting(
+    client: kiln_client::Client,
+    run: RunId,
+    only: Option<Vec<InstanceId>>,
+    i: usize,
+    tx: tokio::sync::mpsc::UnboundedSender<(usize, Msg)>,
+) {
+    let mut told: HashMap<Option<InstanceId>, String> = HashMap::new();
+    loop {
+        if let Ok(detail) = client.run(run).await {
+            if detail.summary.status.is_terminal() {
+                return;
+            }
+            let mut now: Vec<(Option<InstanceId>, &WaitingReason)> = Vec::new();
+            if let Some(r) = &detail.summary.waiting_reason {
+                now.push((None, r));
+            }
+            for j in &detail.jobs {
+                let wanted = only.as_ref().is_none_or(|ids| ids.contains(&j.id));
+                if let (true, Some(r)) = (wanted, &j.waiting_reason) {
+                    now.push((Some(j.id), r));
+                }
+            }
+            told.retain(|k, _| now.iter().any(|(j, _)| j == k));
+            for (job, reason) in now {
+                if reason.kind == WaitingKind::Ready || told.get(&job) == Some(&reason.message) {
+                    continue;
+                }
+                told.insert(job, reason.message.clone());
+                let msg = Msg::Waiting {
+                    job,
+                    message: reason.message.clone(),
+                };
+                if tx.send((i, msg)).is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
 }
 
 /// The job ids a `--job` value names: an id, a display name, or a key
@@ -319,6 +392,26 @@ impl Printer {
         self.emit(&line)
     }
 
+    fn waiting(
+        &mut self,
+        run: usize,
+        job: Option<InstanceId>,
+        message: &str,
+    ) -> std::io::Result<()> {
+        let names = &self.runs[run];
+        let who = match job.and_then(|j| names.jobs.get(&j)) {
+            Some((name, _)) => name.clone(),
+            None => match job {
+                Some(j) => format!("job {j}"),
+                None => format!("run {}", names.id),
+            },
+        };
+        let line = self
+            .style
+            .paint("33", &format!("{who} is waiting: {message}"));
+        self.emit(&line)
+    }
+
     fn end(&mut self, run: usize, status: JobStatus) -> std::io::Result<()> {
         let names = &self.runs[run];
         let line = format!(
@@ -401,6 +494,8 @@ mod tests {
     fn job(id: i64, key: &str, name: &str) -> JobSummary {
         JobSummary {
             waiting: None,
+            waiting_reason: None,
+            priority: 0,
             id: InstanceId(id),
             job: key.into(),
             name: name.into(),
@@ -421,6 +516,7 @@ mod tests {
         RunDetail {
             summary: RunSummary {
                 waiting: None,
+                waiting_reason: None,
                 id: RunId(42),
                 repo: "web".into(),
                 workflow_name: "ci".into(),

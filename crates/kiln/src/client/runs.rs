@@ -151,6 +151,9 @@ pub fn render_run(run: &RunDetail, style: Style, now: Timestamp) -> String {
     if !duration.is_empty() {
         fields.push(("duration", duration));
     }
+    if let Some(w) = &r.waiting_reason {
+        fields.push(("waiting", w.message.clone()));
+    }
     for (k, v) in fields {
         s.push_str(&format!("  {k:<9} {v}\n"));
     }
@@ -201,9 +204,10 @@ pub fn render_run(run: &RunDetail, style: Style, now: Timestamp) -> String {
                 j.attempt.to_string().into(),
                 j.agent.as_deref().unwrap_or("").into(),
                 took(now, j.started_at, j.finished_at).into(),
-                match (&j.waiting, &j.reason) {
-                    (Some(w), _) => w.to_string().into(),
-                    (None, r) => r.as_deref().unwrap_or("").into(),
+                match (&j.waiting_reason, &j.waiting, &j.reason) {
+                    (Some(why), _, _) => why.message.as_str().into(),
+                    (None, Some(w), _) => w.to_string().into(),
+                    (None, None, r) => r.as_deref().unwrap_or("").into(),
                 },
             ]);
         }
@@ -226,6 +230,7 @@ mod tests {
     fn summary(id: i64, status: JobStatus) -> RunSummary {
         RunSummary {
             waiting: None,
+            waiting_reason: None,
             id: RunId(id),
             repo: "web".into(),
             workflow_name: "ci".into(),
@@ -263,6 +268,8 @@ mod tests {
             error: None,
             jobs: vec![JobSummary {
                 waiting: None,
+                waiting_reason: None,
+                priority: 0,
                 id: InstanceId(7),
                 job: "test".into(),
                 name: "test (linux)".into(),

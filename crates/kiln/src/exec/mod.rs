@@ -14,7 +14,7 @@ use crate::cli::ExecArgs;
 use crate::error::CliError;
 use crate::exit;
 use crate::repo::Repo;
-use crate::workflows::{discover, load_files, render_all};
+use crate::workflows::{discover, load_files, render_all, render_warnings};
 use jiff::Timestamp;
 use kiln_core::graph::{Command, Event, Expansion, InstanceKey, NeedsStatus, NodeSpec, RunGraph};
 use kiln_exec::port::Cancel;
@@ -95,6 +95,14 @@ pub fn run(args: &ExecArgs, color: bool) -> Result<i32, CliError> {
             "invalid workflow: {}",
             names.join(", ")
         )));
+    }
+    // The chosen workflows' warnings (a GitHub-hosted `runs-on`, ...) are
+    // shown before they run.
+    let warnings = render_warnings(&files, color && std::io::stderr().is_terminal(), |name| {
+        chosen.iter().any(|w| w.file == name)
+    });
+    if !warnings.is_empty() {
+        eprintln!("{}\n", warnings.trim_end());
     }
     let inputs = resolve_inputs(&chosen, args)?;
     let flags =
