@@ -54,6 +54,18 @@ pub trait RepoStore: Send + Sync {
 #[async_trait::async_trait]
 pub trait RunStore: Send + Sync {
     async fn create_run(&self, run: NewRun) -> Result<RunRecord>;
+    /// Create `runs` in one transaction and, with `claim`, claim its event
+    /// key in the same one: `None` when the key was claimed before (by a
+    /// webhook, a poll, another server), and then nothing is created. So
+    /// an event seen twice at once starts its runs once, and a crash can
+    /// never leave an event claimed without its runs (or the reverse).
+    /// Runs are returned in the order given. NotFound for an unknown
+    /// repository.
+    async fn create_runs(
+        &self,
+        claim: Option<EventClaim>,
+        runs: Vec<NewRun>,
+    ) -> Result<Option<Vec<RunRecord>>>;
     async fn run(&self, id: RunId) -> Result<RunRecord>;
     /// The run without decoding its workflow (`workflow` is always `None`):
     /// cheap enough for every transition, since a run's workflow never
@@ -271,11 +283,12 @@ pub trait TriggerStore: Send + Sync {
     async fn record_delivery(&self, forge: &str, id: &str, now: Timestamp) -> Result<bool>;
     /// Claim an event key (`push:refs/heads/main:<sha>`, `pr:7:<sha>`,
     /// `comment:<id>` …): `true` for the first claim, `false` when it was
-    /// claimed before (by a webhook, a poll, or another server).
+    /// claimed before (by a webhook, a poll, or another server). An event
+    /// that creates runs claims with [`RunStore::create_runs`] instead.
     async fn claim_event(&self, repo: RepoId, key: &str, now: Timestamp) -> Result<bool>;
-    /// Undo a claim whose work failed before anything started, so that a
-    /// later report of the same event may try again.
-    async fn release_event(&self, repo: RepoId, key: &str) -> Result<()>;
+    /// Whether an event key was claimed (a cheap early look; the claim
+    /// itself decides).
+    async fn event_claimed(&self, repo: RepoId, key: &str) -> Result<bool>;
     /// A schedule's stored state.
     async fn schedule(
         &self,

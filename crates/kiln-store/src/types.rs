@@ -305,6 +305,16 @@ pub struct Candidate {
     pub priority: i32,
 }
 
+/// An event key to claim together with the runs it creates
+/// ([`crate::RunStore::create_runs`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventClaim {
+    pub repo: RepoId,
+    /// `push:refs/heads/main:<sha>`, `pull_request:7:<sha>`, `comment:<id>` …
+    pub key: String,
+    pub now: Timestamp,
+}
+
 /// An agent asking for work.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClaimAsk {

@@ -511,8 +511,6 @@ impl Engine {
                     now: Timestamp::now(),
                 })
                 .await?;
-            self.advance(rec.id, Input::Start, Vec::new()).await?;
-            self.forge_news(rec.id, rec.repo).await;
             created.push(self.store.run(rec.id).await?);
         }
         if created.is_empty() {

@@ -27,7 +27,7 @@ use kiln_model::{AgentId, InstanceId, JobStatus, RunId, Value};
 use kiln_proto::agent::{Assignment, WireLine};
 use kiln_proto::api::{LogEntry, TriggerRequest};
 use kiln_proto::results::JobResult;
-use kiln_store::types::{AgentRecord, ClaimAsk, NewRun, RunContexts, RunRecord};
+use kiln_store::types::{AgentRecord, ClaimAsk, EventClaim, NewRun, RunContexts, RunRecord};
 use kiln_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -237,7 +237,7 @@ impl Engine {
         let flags = kiln_pipeline::inputs::flags(&req.flags)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let now = Timestamp::now();
-        let mut created = Vec::new();
+        let mut news = Vec::new();
         for (path, text) in &files {
             let loaded = kiln_pipeline::load::load(path, text);
             let chosen = match (&loaded.workflow, &req.workflow) {
@@ -286,48 +286,83 @@ impl Engine {
                 run_id: "",
                 inputs: &inputs,
             });
-            let rec = self
-                .create_run(NewRun {
-                    repo: repo.id,
-                    workflow_file: path.clone(),
-                    workflow_name: name,
-                    commit: commit.clone(),
-                    git_ref: git_ref.clone(),
-                    event: event.clone(),
-                    workflow,
-                    contexts: RunContexts {
-                        github,
-                        inputs,
-                        kiln: Value::object([("flags", flags.clone())]),
-                        ..RunContexts::default()
-                    },
-                    status,
-                    error,
-                    graph,
-                    hold: None,
-                    gate: None,
-                    now,
-                })
-                .await?;
-            if rec.status == JobStatus::Queued {
-                self.advance(rec.id, Input::Start, Vec::new()).await?;
-            }
-            // forge: report the new run (pending, or its end if it ended at once).
-            self.forge_news(rec.id, rec.repo).await;
-            created.push(self.store.run(rec.id).await?);
+            news.push(NewRun {
+                repo: repo.id,
+                workflow_file: path.clone(),
+                workflow_name: name,
+                commit: commit.clone(),
+                git_ref: git_ref.clone(),
+                event: event.clone(),
+                workflow,
+                contexts: RunContexts {
+                    github,
+                    inputs,
+                    kiln: Value::object([("flags", flags.clone())]),
+                    ..RunContexts::default()
+                },
+                status,
+                error,
+                graph,
+                hold: None,
+                gate: None,
+                now,
+            });
         }
-        if created.is_empty() {
+        if news.is_empty() {
             return Err(EngineError::Invalid(match &req.workflow {
                 Some(w) => format!("no workflow named `{w}` at {}", short(&commit)),
                 None => format!("no workflow runs on `{event}` at {}", short(&commit)),
             }));
         }
-        Ok(created)
+        let created = self.create_runs(None, news).await?.unwrap_or_default();
+        let mut current = Vec::with_capacity(created.len());
+        for rec in created {
+            current.push(self.store.run(rec.id).await?);
+        }
+        Ok(current)
     }
 
-    /// Create a run; a workflow-level `concurrency:` puts it in its group,
-    /// held until the gatekeeper releases it.
-    pub(crate) async fn create_run(&self, mut new: NewRun) -> EngineResult<RunRecord> {
+    /// The one way runs are created (manual triggers, events, retries,
+    /// deploys): in one store transaction, with `claim` (an event's key)
+    /// claimed in the same one — `None` when the event was claimed before,
+    /// and then nothing is created. Then each run is started (or left
+    /// held for its concurrency group or an approval) and reported to its
+    /// forge. A crash between the two leaves created runs unstarted, and
+    /// `recover` starts them.
+    pub(crate) async fn create_runs(
+        &self,
+        claim: Option<EventClaim>,
+        news: Vec<NewRun>,
+    ) -> EngineResult<Option<Vec<RunRecord>>> {
+        let news: Vec<NewRun> = news.into_iter().map(|n| self.into_group(n)).collect();
+        let Some(created) = self.store.create_runs(claim, news).await? else {
+            return Ok(None);
+        };
+        if created.iter().any(|r| r.hold.is_some()) {
+            self.gates_changed();
+        }
+        for rec in &created {
+            if rec.status == JobStatus::Queued && rec.hold.is_none() {
+                self.advance(rec.id, Input::Start, Vec::new()).await?;
+            }
+            // forge: report the new run (pending, or its end if it ended at once).
+            self.forge_news(rec.id, rec.repo).await;
+        }
+        Ok(Some(created))
+    }
+
+    /// Create and start one run (see [`Engine::create_runs`]).
+    pub(crate) async fn create_run(&self, new: NewRun) -> EngineResult<RunRecord> {
+        self.create_runs(None, vec![new])
+            .await?
+            .and_then(|mut v| v.pop())
+            .ok_or_else(|| EngineError::Internal("a run without an event was not created".into()))
+    }
+
+    /// A workflow-level `concurrency:` puts a new run in its group, held
+    /// until the gatekeeper releases it (or fails the run when the group's
+    /// name does not evaluate).
+    fn into_group(&self, mut new: NewRun) -> NewRun {
         if let (Some(wf), false) = (&new.workflow, new.status.is_terminal())
             && let Some(c) = &wf.concurrency
         {
@@ -367,11 +402,7 @@ impl Engine {
                 }
             }
         }
-        let rec = self.store.create_run(new).await?;
-        if rec.hold.is_some() {
-            self.gates_changed();
-        }
-        Ok(rec)
+        new
     }
 
     fn inputs_for(
@@ -767,11 +798,6 @@ impl Engine {
                 now: Timestamp::now(),
             })
             .await?;
-        if rec.status == JobStatus::Queued {
-            self.advance(rec.id, Input::Start, Vec::new()).await?;
-        }
-        // forge: report the new run.
-        self.forge_news(rec.id, rec.repo).await;
         Ok(self.store.run(rec.id).await?)
     }
 }

@@ -30,7 +30,6 @@ pub mod poller;
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::engine::transition::{Input, new_graph};
-use crate::forge::RepoForge;
 use crate::git::GitError;
 use decide::Decision;
 use jiff::Timestamp;
@@ -38,8 +37,9 @@ use kiln_forge::command::CommentMatch;
 use kiln_forge::webhook::{ForgeEvent, PrAction};
 use kiln_model::workflow::Workflow;
 use kiln_model::{JobStatus, RunId, Value};
+use kiln_proto::api::{WaitKind, Waiting};
 use kiln_store::StoreError;
-use kiln_store::types::{NewRun, RepoRecord, RunContexts};
+use kiln_store::types::{EventClaim, NewRun, RepoRecord, RunContexts};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -104,6 +104,15 @@ pub struct ScheduleEvent {
 }
 
 impl TriggerEvent {
+    /// The pull request the event is about, where replies go.
+    fn pull_request(&self) -> Option<u64> {
+        match self {
+            TriggerEvent::PullRequest(p) => Some(p.number),
+            TriggerEvent::Comment(c) => Some(c.pr),
+            TriggerEvent::Push(_) | TriggerEvent::Schedule(_) => None,
+        }
+    }
+
     /// The event of a verified webhook: `None` for what starts nothing by
     /// nature (ping, ignored events, comments on plain issues).
     pub fn from_forge(ev: ForgeEvent) -> Option<TriggerEvent> {
@@ -195,6 +204,36 @@ impl Outcome {
     }
 }
 
+/// What a handler decided, before anything is written: the outcome so
+/// far (notes, replies to post) and the runs to create.
+#[derive(Default)]
+struct Handled {
+    out: Outcome,
+    runs: Vec<(NewRun, Create)>,
+}
+
+impl From<Outcome> for Handled {
+    fn from(out: Outcome) -> Handled {
+        Handled {
+            out,
+            runs: Vec::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Handled {
+    type Target = Outcome;
+    fn deref(&self) -> &Outcome {
+        &self.out
+    }
+}
+
+impl std::ops::DerefMut for Handled {
+    fn deref_mut(&mut self) -> &mut Outcome {
+        &mut self.out
+    }
+}
+
 /// How a run is created.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Create {
@@ -250,39 +289,57 @@ impl Engine {
             p.after = self.mirrors.commit(&mirror, &p.after).await?;
         }
         let key = event.key();
-        if !self
-            .store
-            .claim_event(repo.id, &key, Timestamp::now())
-            .await?
-        {
+        let duplicate = || Outcome {
+            duplicate: true,
+            ..Outcome::default()
+        };
+        // A cheap early look; the claim below, with the runs, decides.
+        if self.store.event_claimed(repo.id, &key).await? {
             tracing::debug!(repo = %repo.name, key, "event already handled");
-            return Ok(Outcome {
-                duplicate: true,
-                ..Outcome::default()
-            });
+            return Ok(duplicate());
         }
-        let result = match event {
+        let pr = event.pull_request();
+        // Deciding writes nothing: a failure here leaves the event for its
+        // next report.
+        let handled = match event {
             TriggerEvent::Push(p) => self.on_push(repo, p).await,
             TriggerEvent::PullRequest(p) => self.on_pull_request(repo, p).await,
             TriggerEvent::Comment(c) => self.on_comment(repo, c).await,
             TriggerEvent::Schedule(s) => self.on_schedule(repo, s).await,
         };
-        match &result {
-            Ok(o) => tracing::info!(
-                repo = %repo.name, key,
-                started = ?o.started, finished = ?o.finished, held = ?o.held,
-                notes = ?o.notes, "event handled"
-            ),
+        let Handled { mut out, runs } = match handled {
+            Ok(h) => h,
             Err(e) => {
                 tracing::warn!(repo = %repo.name, key, error = %e, "event failed");
-                // Nothing was created (errors come before the first run):
-                // let the next report of this event try again.
-                if let Err(e) = self.store.release_event(repo.id, &key).await {
-                    tracing::error!(repo = %repo.name, key, error = %e, "releasing event");
-                }
+                return Err(e);
+            }
+        };
+        let (news, hows): (Vec<NewRun>, Vec<Create>) = runs.into_iter().unzip();
+        let claim = EventClaim {
+            repo: repo.id,
+            key: key.clone(),
+            now: Timestamp::now(),
+        };
+        // The claim and the runs are one transaction, so an event reported
+        // twice at once (a webhook and a poll) starts its runs once.
+        let Some(created) = self.create_runs(Some(claim), news).await? else {
+            tracing::debug!(repo = %repo.name, key, "event handled concurrently");
+            return Ok(duplicate());
+        };
+        for (rec, how) in created.iter().zip(hows) {
+            match how {
+                Create::Start => out.started.push(rec.id),
+                Create::Hold(_) => out.held.push(rec.id),
+                Create::Skip(_) => out.finished.push(rec.id),
             }
         }
-        result
+        self.post_replies(repo, pr, &out.replies).await;
+        tracing::info!(
+            repo = %repo.name, key,
+            started = ?out.started, finished = ?out.finished, held = ?out.held,
+            notes = ?out.notes, "event handled"
+        );
+        Ok(out)
     }
 
     /// Start a held run (a fork's pull request after approval). `false`
@@ -313,7 +370,7 @@ impl Engine {
             .collect())
     }
 
-    async fn on_push(&self, repo: &RepoRecord, p: PushEvent) -> Result<Outcome, TriggerError> {
+    async fn on_push(&self, repo: &RepoRecord, p: PushEvent) -> Result<Handled, TriggerError> {
         let mirror = self
             .mirrors
             .ensure_commit(&repo.name, &repo.url, &p.after, &[])
@@ -344,7 +401,7 @@ impl Engine {
             )],
         };
         let mut changed = p.changed_files.clone();
-        let mut out = Outcome::default();
+        let mut out = Handled::default();
         for (path, text, loaded) in self.workflows_at(&mirror, &commit).await? {
             let Some(wf) = self.usable(&plan, &path, &text, &loaded, &mut out).await? else {
                 continue;
@@ -359,10 +416,7 @@ impl Engine {
                 );
             }
             match decide::push(wf, &p.git_ref, changed.as_deref()) {
-                Decision::Start => {
-                    self.create(&plan, &path, wf, Create::Start, &mut out)
-                        .await?
-                }
+                Decision::Start => self.create(&plan, &path, wf, Create::Start, &mut out),
                 Decision::SkipNoChanges(why) => {
                     out.notes.push(format!("{path}: {why}"));
                     self.create(
@@ -372,7 +426,6 @@ impl Engine {
                         Create::Skip(decide::SKIPPED_NO_CHANGES.into()),
                         &mut out,
                     )
-                    .await?
                 }
                 Decision::NotTriggered(why) => out.notes.push(format!("{path}: {why}")),
             }
@@ -389,7 +442,7 @@ impl Engine {
         path: &str,
         text: &str,
         loaded: &'l kiln_pipeline::load::Loaded,
-        out: &mut Outcome,
+        out: &mut Handled,
     ) -> Result<Option<&'l Workflow>, TriggerError> {
         let runs_on_event = loaded
             .workflow
@@ -409,18 +462,8 @@ impl Engine {
                 .as_ref()
                 .map(|w| w.display_name().to_owned())
                 .unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path).to_owned());
-            let rec = self
-                .create_run(self.new_run(
-                    plan,
-                    path,
-                    &name,
-                    None,
-                    JobStatus::Failure,
-                    Some(rendered),
-                ))
-                .await?;
-            self.forge_news(rec.id, rec.repo).await;
-            out.finished.push(rec.id);
+            let new = self.new_run(plan, path, &name, None, JobStatus::Failure, Some(rendered));
+            out.runs.push((new, Create::Skip(String::new())));
         }
         Ok(None)
     }
@@ -478,51 +521,35 @@ impl Engine {
         }
     }
 
-    async fn create(
+    /// Plan a run of `wf` (created when the event is claimed).
+    fn create(
         &self,
         plan: &RunPlan<'_>,
         path: &str,
         wf: &Workflow,
         how: Create,
-        out: &mut Outcome,
-    ) -> Result<(), TriggerError> {
+        out: &mut Handled,
+    ) {
         let name = wf.display_name();
-        match how {
-            Create::Start => {
-                let rec = self
-                    .create_run(self.new_run(plan, path, name, Some(wf), JobStatus::Queued, None))
-                    .await?;
-                self.advance(rec.id, Input::Start, Vec::new()).await?;
-                self.forge_news(rec.id, rec.repo).await;
-                out.started.push(rec.id);
-            }
-            Create::Hold(reason) => {
-                let rec = self
-                    .store
-                    .create_held_run(
-                        self.new_run(plan, path, name, Some(wf), JobStatus::Queued, None),
-                        reason,
-                    )
-                    .await?;
-                self.forge_news(rec.id, rec.repo).await;
-                out.held.push(rec.id);
-            }
-            Create::Skip(reason) => {
-                let rec = self
-                    .create_run(self.new_run(
-                        plan,
-                        path,
-                        name,
-                        Some(wf),
-                        JobStatus::Skipped,
-                        Some(reason),
-                    ))
-                    .await?;
-                self.forge_news(rec.id, rec.repo).await;
-                out.finished.push(rec.id);
-            }
-        }
-        Ok(())
+        let new = match &how {
+            Create::Start => self.new_run(plan, path, name, Some(wf), JobStatus::Queued, None),
+            Create::Hold(reason) => NewRun {
+                hold: Some(Waiting {
+                    kind: WaitKind::ForkApproval,
+                    name: (*reason).to_owned(),
+                }),
+                ..self.new_run(plan, path, name, Some(wf), JobStatus::Queued, None)
+            },
+            Create::Skip(reason) => self.new_run(
+                plan,
+                path,
+                name,
+                Some(wf),
+                JobStatus::Skipped,
+                Some(reason.clone()),
+            ),
+        };
+        out.runs.push((new, how));
     }
 
     /// The refs that may hold a pull request's head on the forges kiln
@@ -568,7 +595,7 @@ impl Engine {
         &self,
         repo: &RepoRecord,
         p: PullRequestEvent,
-    ) -> Result<Outcome, TriggerError> {
+    ) -> Result<Handled, TriggerError> {
         let mirror = self
             .mirrors
             .ensure_commit(
@@ -592,7 +619,7 @@ impl Engine {
             github: Self::pull_github(&p, p.action.as_github_str()),
         };
         let mut changed: Option<Option<Vec<String>>> = None;
-        let mut out = Outcome::default();
+        let mut out = Handled::default();
         for (path, text, loaded) in self.workflows_at(&mirror, &commit).await? {
             let Some(wf) = self.usable(&plan, &path, &text, &loaded, &mut out).await? else {
                 continue;
@@ -611,20 +638,14 @@ impl Engine {
             }
             let files = changed.clone().flatten();
             match decide::pull_request(wf, &p.action, &p.base_ref, files.as_deref()) {
-                Decision::Start if p.from_fork && settings.fork_approval => {
-                    self.create(
-                        &plan,
-                        &path,
-                        wf,
-                        Create::Hold(decide::HELD_FOR_FORK),
-                        &mut out,
-                    )
-                    .await?
-                }
-                Decision::Start => {
-                    self.create(&plan, &path, wf, Create::Start, &mut out)
-                        .await?
-                }
+                Decision::Start if p.from_fork && settings.fork_approval => self.create(
+                    &plan,
+                    &path,
+                    wf,
+                    Create::Hold(decide::HELD_FOR_FORK),
+                    &mut out,
+                ),
+                Decision::Start => self.create(&plan, &path, wf, Create::Start, &mut out),
                 Decision::SkipNoChanges(why) => {
                     out.notes.push(format!("{path}: {why}"));
                     self.create(
@@ -634,7 +655,6 @@ impl Engine {
                         Create::Skip(decide::SKIPPED_NO_CHANGES.into()),
                         &mut out,
                     )
-                    .await?
                 }
                 Decision::NotTriggered(why) => out.notes.push(format!("{path}: {why}")),
             }
@@ -642,14 +662,19 @@ impl Engine {
         Ok(out)
     }
 
-    async fn reply(&self, forge: Option<&RepoForge>, pr: u64, body: &str, out: &mut Outcome) {
-        out.replies.push(body.to_owned());
-        let Some(f) = forge else {
-            tracing::warn!(pr, reply = body, "no forge configured: cannot reply");
+    /// Post the replies an event decided on, once it is claimed.
+    async fn post_replies(&self, repo: &RepoRecord, pr: Option<u64>, replies: &[String]) {
+        let (Some(pr), false) = (pr, replies.is_empty()) else {
             return;
         };
-        if let Err(e) = f.api.create_comment(&f.full_name, pr, body).await {
-            tracing::warn!(pr, error = %e, "replying on the pull request");
+        let Some(f) = self.forges.forge(repo.id).await else {
+            tracing::warn!(pr, "no forge configured: cannot reply");
+            return;
+        };
+        for body in replies {
+            if let Err(e) = f.api.create_comment(&f.full_name, pr, body).await {
+                tracing::warn!(pr, error = %e, "replying on the pull request");
+            }
         }
     }
 
@@ -657,7 +682,7 @@ impl Engine {
         &self,
         repo: &RepoRecord,
         c: CommentEvent,
-    ) -> Result<Outcome, TriggerError> {
+    ) -> Result<Handled, TriggerError> {
         let forge = self.forges.forge(repo.id).await;
         // The pull request's head (and whether it is a fork's) from the
         // forge; without a forge only a report that carries the head works,
@@ -673,7 +698,8 @@ impl Engine {
                     return Ok(Outcome::note(format!(
                         "comment {} on #{}: no forge configured to ask for the pull request's head",
                         c.comment_id, c.pr
-                    )));
+                    ))
+                    .into());
                 }
             },
         };
@@ -682,7 +708,7 @@ impl Engine {
             .ensure_commit(&repo.name, &repo.url, &head_sha, &Self::pull_refs(c.pr))
             .await?;
         let commit = self.mirrors.commit(&mirror, &head_sha).await?;
-        let mut out = Outcome::default();
+        let mut out = Handled::default();
         let mut runs: Vec<(String, Workflow, Value)> = Vec::new();
         let mut command = String::new();
         for (path, text, loaded) in self.workflows_at(&mirror, &commit).await? {
@@ -694,7 +720,7 @@ impl Engine {
                 CommentMatch::Rejected(e) => {
                     let body = format!("@{} {e}", c.author);
                     if !out.replies.contains(&body) {
-                        self.reply(forge.as_ref(), c.pr, &body, &mut out).await;
+                        out.replies.push(body);
                     }
                 }
                 CommentMatch::Run { flags } => {
@@ -720,7 +746,7 @@ impl Engine {
             out.notes.push(format!("refused: {why}"));
             if settings.reply_to_outsiders {
                 let body = decide::refusal_reply(&c.author, &command, &why);
-                self.reply(forge.as_ref(), c.pr, &body, &mut out).await;
+                out.replies.push(body);
             }
             return Ok(out);
         }
@@ -764,8 +790,7 @@ impl Engine {
                 from_fork: p.from_fork,
                 github: github.clone(),
             };
-            self.create(&plan, &path, &wf, Create::Start, &mut out)
-                .await?;
+            self.create(&plan, &path, &wf, Create::Start, &mut out);
         }
         Ok(out)
     }
@@ -774,7 +799,7 @@ impl Engine {
         &self,
         repo: &RepoRecord,
         s: ScheduleEvent,
-    ) -> Result<Outcome, TriggerError> {
+    ) -> Result<Handled, TriggerError> {
         let mirror = self
             .mirrors
             .ensure_commit(&repo.name, &repo.url, &s.commit, &[])
@@ -790,7 +815,7 @@ impl Engine {
             from_fork: false,
             github: vec![("event", Value::object([("schedule", Value::str(&s.cron))]))],
         };
-        let mut out = Outcome::default();
+        let mut out = Handled::default();
         for (path, _text, loaded) in self.workflows_at(&mirror, &s.commit).await? {
             if path != s.workflow_file {
                 continue;
@@ -806,8 +831,7 @@ impl Engine {
                 .iter()
                 .any(|c| c.cron.trim() == s.cron.trim())
             {
-                self.create(&plan, &path, wf, Create::Start, &mut out)
-                    .await?;
+                self.create(&plan, &path, wf, Create::Start, &mut out);
             }
         }
         Ok(out)

@@ -487,3 +487,36 @@ async fn a_deleted_ref_starts_nothing_and_a_failed_event_can_be_retried() {
             .expect("claim")
     );
 }
+
+/// A pull request reported eight times at once (webhooks and polls racing)
+/// starts its run once: the event's claim and its runs are one transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_reported_concurrently_starts_its_runs_once() {
+    let w = world().await;
+    let head = w.pr_head(false);
+    let event = pull_request(&head, false, PrAction::Opened);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let engine = w.engine.clone();
+            let repo = w.repo.clone();
+            let event = event.clone();
+            tokio::spawn(async move { engine.on_event(&repo, event).await.expect("event") })
+        })
+        .collect();
+    let mut started = Vec::new();
+    let mut duplicates = 0;
+    for task in tasks {
+        let out = task.await.expect("task");
+        started.extend(out.started);
+        duplicates += usize::from(out.duplicate);
+    }
+    assert_eq!(started.len(), 1, "one run started: {started:?}");
+    assert_eq!(duplicates, 7);
+    let runs = w
+        .engine
+        .store
+        .runs(Some(w.repo.id), 100)
+        .await
+        .expect("runs");
+    assert_eq!(runs.len(), 1, "and one run exists");
+}

@@ -2,7 +2,7 @@
 //! schedules, pull request polling state, held runs.
 
 use super::fixtures::*;
-use crate::ports::Store;
+use crate::ports::{Store, StoreError};
 use crate::types::*;
 use kiln_model::{JobStatus, RepoId, RunId};
 use std::collections::BTreeMap;
@@ -60,9 +60,8 @@ pub async fn polled_refs_baseline_and_replace<S: Store + 'static>(s: S) {
 }
 
 /// Deliveries and event keys are claimed once: the first caller gets
-/// `true`, every later one `false`, also among 16 concurrent callers; a
-/// released event key can be claimed again; keys are per repository and
-/// delivery ids per forge.
+/// `true`, every later one `false`, also among 16 concurrent callers;
+/// keys are per repository and delivery ids per forge.
 pub async fn deliveries_and_events_claim_once<S: Store + 'static>(s: S) {
     let a = add_repo(&s, "alpha").await;
     let b = add_repo(&s, "beta").await;
@@ -74,8 +73,12 @@ pub async fn deliveries_and_events_claim_once<S: Store + 'static>(s: S) {
     assert!(s.claim_event(a.id, key, t(1)).await.unwrap());
     assert!(!s.claim_event(a.id, key, t(2)).await.unwrap());
     assert!(s.claim_event(b.id, key, t(2)).await.unwrap());
-    s.release_event(a.id, key).await.unwrap();
-    assert!(s.claim_event(a.id, key, t(3)).await.unwrap());
+    assert!(s.event_claimed(a.id, key).await.unwrap());
+    assert!(
+        !s.event_claimed(a.id, "push:refs/heads/main:4567")
+            .await
+            .unwrap()
+    );
     assert_not_found(s.claim_event(RepoId(999), key, t(3)).await);
 
     let s = Arc::new(s);
@@ -194,4 +197,72 @@ pub async fn held_runs_release_once<S: Store + 'static>(s: S) {
     orphan.repo = RepoId(999);
     assert_not_found(s.create_held_run(orphan, "x").await);
     assert!(!s.release_run(RunId(999)).await.unwrap());
+}
+
+/// An event's runs and its claim are one transaction: of 16 concurrent
+/// callers creating runs for one event key, exactly one creates its runs
+/// (all of them), the others create nothing; without a claim, runs are
+/// always created.
+pub async fn create_runs_claims_the_event_once<S: Store + 'static>(s: S) {
+    let repo = add_repo(&s, "once").await;
+    let s = Arc::new(s);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let s = s.clone();
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                s.create_runs(
+                    Some(EventClaim {
+                        repo: repo.id,
+                        key: "push:refs/heads/main:abc".into(),
+                        now: t(5),
+                    }),
+                    vec![new_run(&repo, t(5)), new_run(&repo, t(5))],
+                )
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        if let Some(runs) = task.await.unwrap() {
+            winners.push(runs);
+        }
+    }
+    assert_eq!(winners.len(), 1, "one caller creates the event's runs");
+    assert_eq!(winners[0].len(), 2);
+    assert_eq!(s.runs(Some(repo.id), 100).await.unwrap().len(), 2);
+    assert!(
+        s.event_claimed(repo.id, "push:refs/heads/main:abc")
+            .await
+            .unwrap()
+    );
+    // A failed creation claims nothing: an unknown repository.
+    let mut ghost = new_run(&repo, t(6));
+    ghost.repo = RepoId(999);
+    let missing = s
+        .create_runs(
+            Some(EventClaim {
+                repo: repo.id,
+                key: "push:refs/heads/main:def".into(),
+                now: t(6),
+            }),
+            vec![ghost],
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    assert!(
+        !s.event_claimed(repo.id, "push:refs/heads/main:def")
+            .await
+            .unwrap()
+    );
+    let free = s
+        .create_runs(None, vec![new_run(&repo, t(7))])
+        .await
+        .unwrap();
+    assert_eq!(free.map(|r| r.len()), Some(1));
 }

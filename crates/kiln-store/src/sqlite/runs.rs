@@ -7,7 +7,8 @@ use super::codec::{
 use super::{SqliteStore, backend, commit};
 use crate::ports::{Result, RunStore, StoreError};
 use crate::types::{
-    AttemptRecord, InstanceRecord, InstanceState, NewInstance, NewRun, RunRecord, Transition,
+    AttemptRecord, EventClaim, InstanceRecord, InstanceState, NewInstance, NewRun, RunRecord,
+    Transition,
 };
 use jiff::Timestamp;
 use kiln_model::{AgentId, InstanceId, JobStatus, RepoId, RunId};
@@ -293,6 +294,25 @@ impl RunStore for SqliteStore {
         let record = insert_run(&mut tx, &run).await?;
         commit(tx).await?;
         Ok(record)
+    }
+
+    async fn create_runs(
+        &self,
+        claim: Option<EventClaim>,
+        runs: Vec<NewRun>,
+    ) -> Result<Option<Vec<RunRecord>>> {
+        let mut tx = self.write().await?;
+        if let Some(c) = &claim {
+            if !super::triggers::claim_on(&mut tx, c.repo, &c.key, c.now).await? {
+                return Ok(None);
+            }
+        }
+        let mut records = Vec::with_capacity(runs.len());
+        for run in &runs {
+            records.push(insert_run(&mut tx, run).await?);
+        }
+        commit(tx).await?;
+        Ok(Some(records))
     }
 
     async fn run(&self, id: RunId) -> Result<RunRecord> {

@@ -12,7 +12,7 @@ use crate::types::{NewRun, PullRequestPoll, RunRecord, ScheduleState, TriggerSet
 use jiff::Timestamp;
 use kiln_model::{RepoId, RunId};
 use kiln_proto::api::{WaitKind, Waiting};
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 use std::collections::BTreeMap;
 
 impl SqliteStore {
@@ -139,29 +139,22 @@ impl TriggerStore for SqliteStore {
     async fn claim_event(&self, repo: RepoId, key: &str, now: Timestamp) -> Result<bool> {
         self.require_repo(repo).await?;
         let mut tx = self.write().await?;
-        let done = sqlx::query(
-            "INSERT INTO started_events (repo_id, event_key, started_at) VALUES (?, ?, ?) \
-             ON CONFLICT DO NOTHING",
+        let claimed = claim_on(&mut tx, repo, key, now).await?;
+        commit(tx).await?;
+        Ok(claimed)
+    }
+
+    async fn event_claimed(&self, repo: RepoId, key: &str) -> Result<bool> {
+        self.require_repo(repo).await?;
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT 1 FROM started_events WHERE repo_id = ? AND event_key = ?",
         )
         .bind(repo.0)
         .bind(key)
-        .bind(ts(now))
-        .execute(&mut *tx)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(backend)?;
-        commit(tx).await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn release_event(&self, repo: RepoId, key: &str) -> Result<()> {
-        let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM started_events WHERE repo_id = ? AND event_key = ?")
-            .bind(repo.0)
-            .bind(key)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        commit(tx).await
+        .map_err(backend)?
+        .is_some())
     }
 
     async fn schedule(
@@ -320,6 +313,31 @@ impl TriggerStore for SqliteStore {
 /// Runs held for approval: `runs.hold` is a `Waiting` of kind
 /// `fork-approval` (concurrency groups hold runs in the same column).
 const FORK_HOLD: &str = "hold IS NOT NULL AND json_extract(hold, '$.kind') = 'fork-approval'";
+
+/// Claim `key` inside a write transaction: true for the first claim.
+pub(super) async fn claim_on(
+    tx: &mut Transaction<'static, Sqlite>,
+    repo: RepoId,
+    key: &str,
+    now: Timestamp,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO started_events (repo_id, event_key, started_at) VALUES (?, ?, ?) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(repo.0)
+    .bind(key)
+    .bind(ts(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("repository {repo}"))
+        }
+        e => backend(e),
+    })?;
+    Ok(done.rows_affected() == 1)
+}
 
 fn fork_hold(reason: &str) -> Waiting {
     Waiting {
