@@ -8,3 +8,4 @@
 pub mod dispatch;
 pub mod gate;
 pub mod graph;
+pub mod retry;
