@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use kiln_core::gate::{Approval, GateKind};
 use kiln_model::workflow::Workflow;
-use kiln_model::{AgentId, InstanceId, JobStatus, RepoId, RunId, Value};
+use kiln_model::{AgentId, FailureClass, InstanceId, JobStatus, RepoId, RetryPolicy, RunId, Value};
 use kiln_proto::agent::JobContexts;
 use kiln_proto::api::{Role, Waiting};
 use kiln_proto::results::DeployOutcome;
@@ -205,8 +205,9 @@ pub struct NewInstance {
     pub status: JobStatus,
     pub reason: Option<String>,
     pub contexts: JobContexts,
-    /// Attempts allowed before an agent loss fails the job (3 = two retries).
-    pub max_attempts: u32,
+    /// Which failed attempts are tried again, and how often (`retry:`, or
+    /// the server's default: agent loss and checkout, two retries).
+    pub retry: RetryPolicy,
     /// The instance enters this gate and is held until released.
     pub gate: Option<(NewGate, Waiting)>,
 }
@@ -224,9 +225,12 @@ pub struct InstanceRecord {
     pub runs_on: Vec<String>,
     pub weight: u32,
     pub status: JobStatus,
+    /// Claim order: higher first.
+    pub priority: i32,
     /// The current or last attempt (0 before the first claim).
     pub attempt: u32,
-    pub max_attempts: u32,
+    /// Its retry policy (`max` retries: `max + 1` attempts in all).
+    pub retry: RetryPolicy,
     pub agent: Option<AgentId>,
     pub agent_name: Option<String>,
     pub lease_expires_at: Option<Timestamp>,
@@ -267,6 +271,8 @@ pub struct AttemptRecord {
     pub status: JobStatus,
     /// `agent-lost`, `cancelled`, … when it did not complete normally.
     pub reason: Option<String>,
+    /// Why it failed, by class, when it failed and the class is known.
+    pub failure: Option<FailureClass>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub result: Option<JobResult>,
@@ -333,6 +339,16 @@ pub struct TokenRecord {
     pub role: Role,
     pub name: Option<String>,
     pub created_at: Timestamp,
+}
+
+/// What [`complete`](crate::QueueStore::complete) did with a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completed {
+    pub run: RunId,
+    /// True when the attempt failed in a way the instance's retry policy
+    /// retries: the instance is queued again (at its old place) instead of
+    /// ending, and there is nothing to feed to the run graph.
+    pub requeued: bool,
 }
 
 /// What a lease expiry did to one instance.

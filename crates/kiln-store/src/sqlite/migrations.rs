@@ -50,6 +50,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claim",
         include_str!("../../migrations/sqlite/0006_claim.sql"),
     ),
+    (
+        7,
+        "retry",
+        include_str!("../../migrations/sqlite/0007_retry.sql"),
+    ),
 ];
 
 #[derive(Debug)]
