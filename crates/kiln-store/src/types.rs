@@ -42,6 +42,10 @@ pub struct RunContexts {
     /// `kiln deploy --force`: the run's deploys pass the stale guard.
     #[serde(default)]
     pub force_deploy: bool,
+    /// The repository's default priority when the run was created (its
+    /// jobs' priority unless the workflow or the job sets one).
+    #[serde(default)]
+    pub repo_priority: i32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -386,6 +390,9 @@ pub struct TriggerSettings {
     pub command_allowlist: Vec<String>,
     /// Answer a refused comment command with a reply saying why.
     pub reply_to_outsiders: bool,
+    /// The priority of the repository's jobs unless their workflow or
+    /// job sets one (`kiln repo add --priority N`).
+    pub priority: i32,
 }
 
 impl Default for TriggerSettings {
@@ -396,6 +403,7 @@ impl Default for TriggerSettings {
             fork_approval: true,
             command_allowlist: Vec::new(),
             reply_to_outsiders: true,
+            priority: 0,
         }
     }
 }

@@ -99,6 +99,7 @@ pub(crate) fn job_summary(i: &InstanceRecord) -> JobSummary {
         agent: i.agent_name.clone(),
         runs_on: i.runs_on.clone(),
         weight: i.weight,
+        priority: i.priority,
         reason: i.reason.clone(),
         waiting: i
             .hold

@@ -42,7 +42,8 @@ const WORKFLOW_CACHE: usize = 256;
 pub struct EngineConfig {
     pub lease: Duration,
     pub heartbeat: Duration,
-    /// Attempts per job before an agent loss fails it (3 = two retries).
+    /// Attempts per job before an infrastructure failure (agent lost,
+    /// checkout) fails it, for jobs without `retry:` (3 = two retries).
     pub max_attempts: u32,
     /// Longest a claim may wait.
     pub max_claim_wait: Duration,
@@ -327,6 +328,9 @@ impl Engine {
     /// Create a run; a workflow-level `concurrency:` puts it in its group,
     /// held until the gatekeeper releases it.
     pub(crate) async fn create_run(&self, mut new: NewRun) -> EngineResult<RunRecord> {
+        // The repository's default priority as it is now (a retried run
+        // gets today's, not its original's).
+        new.contexts.repo_priority = self.store.trigger_settings(new.repo).await?.priority;
         if let (Some(wf), false) = (&new.workflow, new.status.is_terminal())
             && let Some(c) = &wf.concurrency
         {
@@ -426,7 +430,7 @@ impl Engine {
                 input.clone(),
                 applied.clone(),
                 Timestamp::now(),
-                self.cfg.max_attempts,
+                self.cfg.max_attempts.saturating_sub(1),
             )
             .map_err(EngineError::Internal)?;
             let cancels = !t.cancel.is_empty();
@@ -666,14 +670,21 @@ impl Engine {
         result: JobResult,
     ) -> EngineResult<()> {
         let status = result.status;
-        let run = self
+        let done = self
             .store
             .complete(job, agent, attempt, result, Timestamp::now())
             .await?;
+        if done.requeued {
+            // Its retry policy sent it back to the queue: another attempt,
+            // nothing for the run graph yet.
+            self.forget(job);
+            self.work.notify_waiters();
+            return Ok(());
+        }
         let (_, node, index) = self.whereabouts(job).await?;
         self.forget(job);
         self.advance(
-            run,
+            done.run,
             Input::Events(vec![finished(node, index, status)]),
             vec![job],
         )

@@ -52,8 +52,8 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         7,
-        "retry",
-        include_str!("../../migrations/sqlite/0007_retry.sql"),
+        "retry_priority",
+        include_str!("../../migrations/sqlite/0007_retry_priority.sql"),
     ),
 ];
 

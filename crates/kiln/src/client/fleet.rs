@@ -72,6 +72,7 @@ fn queue_table(jobs: &[QueuedJob], now: Timestamp) -> String {
         ("NAME", Align::Left),
         ("RUNS ON", Align::Left),
         ("WEIGHT", Align::Right),
+        ("PRIORITY", Align::Right),
         ("QUEUED", Align::Left),
     ]);
     for j in jobs {
@@ -82,6 +83,7 @@ fn queue_table(jobs: &[QueuedJob], now: Timestamp) -> String {
             j.name.as_str().into(),
             j.runs_on.join(",").into(),
             j.weight.to_string().into(),
+            j.priority.to_string().into(),
             ago(now, j.queued_at).into(),
         ]);
     }
@@ -152,12 +154,14 @@ mod tests {
             name: "test (linux)".into(),
             runs_on: vec!["linux".into()],
             weight: 2,
+            priority: -5,
+            attempt: 0,
             queued_at: ts("2025-03-01T11:55:00Z"),
         }];
         assert_eq!(
             queue_table(&jobs, ts("2025-03-01T12:00:00Z")),
-            "JOB  RUN  REPO  NAME          RUNS ON  WEIGHT  QUEUED\n\
-             \x2031    9  web   test (linux)  linux         2  5m ago\n"
+            "JOB  RUN  REPO  NAME          RUNS ON  WEIGHT  PRIORITY  QUEUED\n\
+             \x2031    9  web   test (linux)  linux         2        -5  5m ago\n"
         );
     }
 }

@@ -409,6 +409,7 @@ mod tests {
             agent: None,
             runs_on: vec![],
             weight: 1,
+            priority: 0,
             reason: None,
             queued_at: None,
             started_at: None,

@@ -271,6 +271,7 @@ mod tests {
                 agent: Some("build-01".into()),
                 runs_on: vec!["linux".into()],
                 weight: 1,
+                priority: 0,
                 reason: Some("step `cargo test` exited with 101".into()),
                 queued_at: None,
                 started_at: Some(ts("2025-03-01T11:57:02Z")),

@@ -8,3 +8,8 @@ ALTER TABLE instances ADD COLUMN retry_on TEXT;
 -- while it runs, when it did not fail, and when its agent did not say.
 ALTER TABLE attempts ADD COLUMN failure TEXT
     CHECK (failure IN ('agent-lost', 'checkout', 'timeout', 'exit-code', 'other'));
+
+-- Priorities: a repository's default priority for its jobs (`kiln repo
+-- add --priority N`), used unless the workflow or the job sets one.
+ALTER TABLE repo_triggers ADD COLUMN priority INTEGER NOT NULL DEFAULT 0
+    CHECK (priority BETWEEN -1000 AND 1000);
