@@ -23,7 +23,7 @@ use kiln_client::{Client, ClientError};
 use kiln_exec::port::Cancel;
 use kiln_exec::runner::context::BaseContexts;
 use kiln_exec::runner::{JobObserver, JobRun, run_job};
-use kiln_model::{JobStatus, Value};
+use kiln_model::{Failure, FailureClass, JobStatus, Value};
 use kiln_proto::agent::{Assignment, Completion};
 use kiln_proto::results::{JobResult, Phase, PhaseKind};
 use std::collections::BTreeMap;
@@ -137,6 +137,7 @@ async fn execute(
         },
         status: JobStatus::Running,
         reason: None,
+        failure: None,
         attempt: a.attempt,
         agent: Some(shared.name.clone()),
         queued_at: None,
@@ -181,13 +182,16 @@ async fn execute(
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             let reason = format!("preparing the workspace {}: {e}", dir.display());
-            let r = fail(&*observer, result, clock, reason);
+            let mut r = fail(&*observer, result, clock, reason);
+            r.failure = Some(Failure::of(FailureClass::Checkout));
             remove_dir(dir).await;
             return r;
         }
         Err(e) => {
             let reason = format!("preparing the workspace {}: {e}", dir.display());
-            return fail(&*observer, result, clock, reason);
+            let mut r = fail(&*observer, result, clock, reason);
+            r.failure = Some(Failure::of(FailureClass::Checkout));
+            return r;
         }
     }
 
@@ -250,6 +254,7 @@ async fn execute(
     result.outputs = outcome.outputs;
     result.steps = outcome.steps;
     result.deploy = outcome.deploy;
+    result.failure = outcome.failure;
     result.finished_at = Some(Timestamp::now());
     result.duration_ms = clock.elapsed().as_millis() as u64;
     match &result.reason {
@@ -267,6 +272,7 @@ fn fail(
 ) -> JobResult {
     observer.note(&reason);
     result.status = JobStatus::Failure;
+    result.failure = Some(Failure::of(FailureClass::Other));
     result.reason = Some(reason);
     result.finished_at = Some(Timestamp::now());
     result.duration_ms = clock.elapsed().as_millis() as u64;

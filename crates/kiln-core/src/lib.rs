@@ -8,4 +8,5 @@
 pub mod dispatch;
 pub mod gate;
 pub mod graph;
+pub mod retry;
 pub mod waiting;

@@ -7,10 +7,12 @@
 //! matches are spelled out in full.
 
 pub mod ids;
+pub mod retry;
 pub mod status;
 pub mod value;
 pub mod workflow;
 
 pub use ids::{AgentId, InstanceId, JobId, RepoId, RunId, StepId};
+pub use retry::{Failure, FailureClass, RetryOn, RetryPolicy};
 pub use status::{JobStatus, StepStatus};
 pub use value::Value;

@@ -8,6 +8,7 @@
 //! Every node that a run-time error can point at keeps its [`Loc`].
 
 use crate::ids::{JobId, StepId};
+use crate::retry::RetryPolicy;
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
 
@@ -71,11 +72,24 @@ pub struct Workflow {
     pub env: Pairs,
     pub defaults: RunDefaults,
     pub concurrency: Option<Concurrency>,
+    /// kiln's `priority:` for every job that has none of its own.
+    #[serde(default)]
+    pub priority: Option<i32>,
     /// Jobs in file order.
     pub jobs: Vec<Job>,
 }
 
+/// The bounds of `priority:` (a job's, a workflow's, a repository's).
+pub const PRIORITY_MIN: i32 = -1000;
+pub const PRIORITY_MAX: i32 = 1000;
+
 impl Workflow {
+    /// The priority of `job`: its own, else the workflow's, else
+    /// `fallback` (the repository's default).
+    pub fn priority_of(&self, job: &Job, fallback: i32) -> i32 {
+        job.priority.or(self.priority).unwrap_or(fallback)
+    }
+
     pub fn job(&self, id: &JobId) -> Option<&Job> {
         self.jobs.iter().find(|j| &j.id == id)
     }
@@ -89,6 +103,7 @@ impl Workflow {
             env: self.env.clone(),
             defaults: self.defaults.clone(),
             concurrency: self.concurrency.clone(),
+            priority: self.priority,
             jobs: Vec::new(),
         }
     }
@@ -241,6 +256,14 @@ pub struct Job {
     pub strategy: Strategy,
     /// kiln's `weight:` — capacity units the job takes on an agent.
     pub weight: u32,
+    /// kiln's `priority:` — claim order, higher first; overrides the
+    /// workflow's and the repository's.
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// kiln's `retry:`; `None`: the server's default (infrastructure
+    /// failures only).
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
     pub concurrency: Option<Concurrency>,
     pub environment: Option<Environment>,
     pub container: Option<Container>,

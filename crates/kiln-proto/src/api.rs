@@ -137,6 +137,10 @@ pub struct TriggerSettingsRequest {
     /// Reply to a refused comment command saying why (default true).
     #[serde(default)]
     pub reply_to_outsiders: Option<bool>,
+    /// The priority of the repository's jobs unless their workflow or job
+    /// sets one (default 0; -1000 to 1000).
+    #[serde(default)]
+    pub priority: Option<i32>,
 }
 
 /// A repository's trigger settings as the API shows them: the webhook
@@ -148,6 +152,9 @@ pub struct RepoTriggers {
     pub fork_approval: bool,
     pub command_allowlist: Vec<String>,
     pub reply_to_outsiders: bool,
+    /// The repository's default job priority (0 from older servers).
+    #[serde(default)]
+    pub priority: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -335,6 +342,9 @@ pub struct JobSummary {
     pub agent: Option<String>,
     pub runs_on: Vec<String>,
     pub weight: u32,
+    /// Claim order, higher first (`priority:`; 0 from older servers).
+    #[serde(default)]
+    pub priority: i32,
     pub reason: Option<String>,
     /// Why a queued job is not offered to agents yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -343,9 +353,6 @@ pub struct JobSummary {
     /// set for every queued job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_reason: Option<WaitingReason>,
-    /// Claim order: higher first.
-    #[serde(default)]
-    pub priority: i32,
     pub queued_at: Option<Timestamp>,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
@@ -539,8 +546,12 @@ pub struct QueuedJob {
     pub name: String,
     pub runs_on: Vec<String>,
     pub weight: u32,
+    /// Claim order, higher first (`priority:`; 0 from older servers).
     #[serde(default)]
     pub priority: i32,
+    /// Attempts made so far (more than 0: it is queued again for a retry).
+    #[serde(default)]
+    pub attempt: u32,
     pub queued_at: Timestamp,
     /// Why it waits (every queued job has one).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,7 +2,7 @@
 //! step, with where the time went. Schema: `docs/results.md`.
 
 use jiff::Timestamp;
-use kiln_model::{JobStatus, StepStatus, Value};
+use kiln_model::{Failure, JobStatus, StepStatus, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -44,6 +44,12 @@ pub struct JobResult {
     /// Why the job ended as it did, when that is not obvious from the
     /// steps (`timed out after 5m`, `skipped: if condition was false`).
     pub reason: Option<String>,
+    /// For a failed attempt: why, by class (`agent-lost`, `checkout`,
+    /// `timeout`, `exit-code`, `other`), the step that failed the job and
+    /// its exit code. Decides whether the job is retried (`retry:`).
+    /// `null` for any other status, and in documents of older kilns.
+    #[serde(default)]
+    pub failure: Option<Failure>,
     pub attempt: u32,
     /// Where it ran: `local` for `kiln exec`, the agent's name on a server.
     pub agent: Option<String>,

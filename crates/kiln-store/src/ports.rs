@@ -131,10 +131,15 @@ pub trait QueueStore: Send + Sync {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> Result<bool>;
-    /// Record the attempt's result: the instance becomes terminal with the
-    /// result's status, `graph_applied = false`. Stale unless Running at
-    /// this attempt; NotOwner when another agent holds it. Returns the
-    /// run. Invalid if the result's status is not final.
+    /// Record the attempt's result (and its failure class) on the attempt
+    /// row. Then, by `kiln_core::retry::decide` with the instance's retry
+    /// policy: a failure it retries puts the instance back in the queue
+    /// at its old place (agent and lease cleared; the next claim makes
+    /// the next attempt), and `requeued` is true; otherwise the instance
+    /// becomes terminal with the result's status, `graph_applied = false`.
+    /// A job whose cancellation was requested is never requeued. Stale
+    /// unless Running at this attempt; NotOwner when another agent holds
+    /// it. Invalid if the result's status is not final.
     async fn complete(
         &self,
         id: InstanceId,
@@ -142,10 +147,11 @@ pub trait QueueStore: Send + Sync {
         attempt: u32,
         result: JobResult,
         now: Timestamp,
-    ) -> Result<RunId>;
+    ) -> Result<Completed>;
     /// Running instances whose lease ended before `now`: the attempt ends
-    /// as `agent-lost`; the instance is requeued while attempts remain and
-    /// it was not cancelled, else it fails (`graph_applied = false`). Its
+    /// as `agent-lost` (failure class `agent-lost`); the instance is
+    /// requeued when its retry policy retries agent loss, attempts remain
+    /// and it was not cancelled, else it fails (`graph_applied = false`). Its
     /// agent, if not heard from since the lease was last renewed, is
     /// declared lost (`lost_at = now`) in the same transaction.
     /// One whose cancellation was requested ends Cancelled instead. A

@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 use kiln_core::gate::{Approval, GateKind};
 use kiln_model::workflow::Workflow;
-use kiln_model::{AgentId, InstanceId, JobStatus, RepoId, RunId, Value};
+use kiln_model::{AgentId, FailureClass, InstanceId, JobStatus, RepoId, RetryPolicy, RunId, Value};
 use kiln_proto::agent::JobContexts;
 use kiln_proto::api::{Role, Waiting};
 use kiln_proto::results::DeployOutcome;
@@ -42,6 +42,10 @@ pub struct RunContexts {
     /// `kiln deploy --force`: the run's deploys pass the stale guard.
     #[serde(default)]
     pub force_deploy: bool,
+    /// The repository's default priority when the run was created (its
+    /// jobs' priority unless the workflow or the job sets one).
+    #[serde(default)]
+    pub repo_priority: i32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -205,8 +209,9 @@ pub struct NewInstance {
     pub status: JobStatus,
     pub reason: Option<String>,
     pub contexts: JobContexts,
-    /// Attempts allowed before an agent loss fails the job (3 = two retries).
-    pub max_attempts: u32,
+    /// Which failed attempts are tried again, and how often (`retry:`, or
+    /// the server's default: agent loss and checkout, two retries).
+    pub retry: RetryPolicy,
     /// The instance enters this gate and is held until released.
     pub gate: Option<(NewGate, Waiting)>,
 }
@@ -223,12 +228,13 @@ pub struct InstanceRecord {
     pub matrix: Option<Value>,
     pub runs_on: Vec<String>,
     pub weight: u32,
+    pub status: JobStatus,
     /// Claim order: higher first.
     pub priority: i32,
-    pub status: JobStatus,
     /// The current or last attempt (0 before the first claim).
     pub attempt: u32,
-    pub max_attempts: u32,
+    /// Its retry policy (`max` retries: `max + 1` attempts in all).
+    pub retry: RetryPolicy,
     pub agent: Option<AgentId>,
     pub agent_name: Option<String>,
     pub lease_expires_at: Option<Timestamp>,
@@ -269,6 +275,8 @@ pub struct AttemptRecord {
     pub status: JobStatus,
     /// `agent-lost`, `cancelled`, … when it did not complete normally.
     pub reason: Option<String>,
+    /// Why it failed, by class, when it failed and the class is known.
+    pub failure: Option<FailureClass>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub result: Option<JobResult>,
@@ -347,6 +355,16 @@ pub struct TokenRecord {
     pub created_at: Timestamp,
 }
 
+/// What [`complete`](crate::QueueStore::complete) did with a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completed {
+    pub run: RunId,
+    /// True when the attempt failed in a way the instance's retry policy
+    /// retries: the instance is queued again (at its old place) instead of
+    /// ending, and there is nothing to feed to the run graph.
+    pub requeued: bool,
+}
+
 /// What a lease expiry did to one instance.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Expired {
@@ -382,6 +400,9 @@ pub struct TriggerSettings {
     pub command_allowlist: Vec<String>,
     /// Answer a refused comment command with a reply saying why.
     pub reply_to_outsiders: bool,
+    /// The priority of the repository's jobs unless their workflow or
+    /// job sets one (`kiln repo add --priority N`).
+    pub priority: i32,
 }
 
 impl Default for TriggerSettings {
@@ -392,6 +413,7 @@ impl Default for TriggerSettings {
             fork_approval: true,
             command_allowlist: Vec::new(),
             reply_to_outsiders: true,
+            priority: 0,
         }
     }
 }

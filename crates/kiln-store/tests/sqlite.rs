@@ -114,7 +114,7 @@ async fn everything_survives_reopening() {
                         status: JobStatus::Queued,
                         reason: None,
                         contexts: JobContexts::default(),
-                        max_attempts: 3,
+                        retry: kiln_model::RetryPolicy::infrastructure(2),
                     },
                     NewInstance {
                         priority: 0,
@@ -129,7 +129,7 @@ async fn everything_survives_reopening() {
                         status: JobStatus::Queued,
                         reason: None,
                         contexts: JobContexts::default(),
-                        max_attempts: 3,
+                        retry: kiln_model::RetryPolicy::infrastructure(2),
                     },
                 ],
                 now: t(2),

@@ -21,6 +21,7 @@ use crate::port::{Cancel, JobHandle};
 use jiff::Timestamp;
 use kiln_model::StepStatus;
 use kiln_model::workflow::{Dyn, Environment, Job, Step, StepAction};
+use kiln_model::{Failure, FailureClass};
 use kiln_proto::results::{DeployOutcome, Phase, PhaseKind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -114,6 +115,10 @@ pub(super) async fn after_steps(
         "health check interrupted"
     } else {
         state.failed = true;
+        // The class is the health check's, whatever a rollback step does.
+        state
+            .failure
+            .get_or_insert(Failure::of(FailureClass::Other));
         state.refresh_job_ctx();
         "health check failed"
     };

@@ -24,7 +24,7 @@ use crate::port::{Cancel, Executor, JobSpec, LogLine, LogSink, StepExit, StepRep
 use context::{BaseContexts, Ctx, field};
 use jiff::Timestamp;
 use kiln_model::workflow::{Builtin, Dyn, Job, Shell, Step, StepAction, Template, Workflow};
-use kiln_model::{JobStatus, StepStatus, Value};
+use kiln_model::{Failure, FailureClass, JobStatus, StepStatus, Value};
 use kiln_pipeline::expr::{self, StatusCheck};
 use kiln_proto::results::{DeployOutcome, Phase, PhaseKind, StepResult};
 use std::collections::BTreeMap;
@@ -101,6 +101,9 @@ pub struct JobOutcome {
     /// health check and rollback left the environment in. `None` for other
     /// jobs and for a deploy that failed or was cancelled in its steps.
     pub deploy: Option<DeployOutcome>,
+    /// For a failed job: why, by class (what `retry:` acts on). `None`
+    /// for any other status.
+    pub failure: Option<Failure>,
 }
 
 /// Run the job. Never fails: every problem becomes a failed step or job
@@ -120,6 +123,7 @@ pub async fn run_job(
         outputs: BTreeMap::new(),
         phases: Vec::new(),
         deploy: None,
+        failure: None,
     };
 
     if let Err(reason) = state
@@ -127,6 +131,7 @@ pub async fn run_job(
         .and_then(|()| state.evaluate_environment(job))
     {
         outcome.status = JobStatus::Failure;
+        outcome.failure = Some(Failure::of(FailureClass::Other));
         observer.note(&reason);
         outcome.reason = Some(reason);
         return outcome;
@@ -135,6 +140,7 @@ pub async fn run_job(
         Ok(t) => t.unwrap_or(DEFAULT_JOB_TIMEOUT_MINUTES),
         Err(reason) => {
             outcome.status = JobStatus::Failure;
+            outcome.failure = Some(Failure::of(FailureClass::Other));
             outcome.reason = Some(reason);
             return outcome;
         }
@@ -149,6 +155,7 @@ pub async fn run_job(
         Ok(h) => h,
         Err(e) => {
             outcome.status = JobStatus::Failure;
+            outcome.failure = Some(Failure::of(FailureClass::Other));
             outcome.reason = Some(e.to_string());
             observer.note(&e.to_string());
             return outcome;
@@ -288,7 +295,29 @@ pub async fn run_job(
             None => d,
         });
     }
+    outcome.failure = failure_of(&state, outcome.status);
     outcome
+}
+
+/// The failure class of a job that ended with `status`: a timeout of the
+/// job, else the first step that failed it, else `other`.
+fn failure_of(state: &JobState<'_>, status: JobStatus) -> Option<Failure> {
+    match status {
+        JobStatus::Failure => {}
+        JobStatus::Success
+        | JobStatus::Cancelled
+        | JobStatus::Skipped
+        | JobStatus::Queued
+        | JobStatus::Running => return None,
+    }
+    match state.failure {
+        Some(f) if state.timed_out && f.class != FailureClass::Timeout => {
+            Some(Failure::of(FailureClass::Timeout))
+        }
+        Some(f) => Some(f),
+        None if state.timed_out => Some(Failure::of(FailureClass::Timeout)),
+        None => Some(Failure::of(FailureClass::Other)),
+    }
 }
 
 /// The runner's state while it walks the steps.
@@ -303,6 +332,10 @@ struct JobState<'r> {
     failed: bool,
     cancelled: bool,
     timed_out: bool,
+    /// The first step failure that counted (after `continue-on-error`).
+    failure: Option<Failure>,
+    /// The class of the step `execute` ran last, if it failed.
+    step_class: FailureClass,
     /// The environment's rendered name, for `$KILN_ENVIRONMENT`.
     environment: Option<String>,
     /// `$KILN_ROLLBACK_TO`, set while the rollback steps run.
@@ -323,6 +356,8 @@ impl<'r> JobState<'r> {
             failed: false,
             cancelled: false,
             timed_out: false,
+            failure: None,
+            step_class: FailureClass::Other,
             environment: None,
             rollback_to: None,
             shell: defaults
@@ -489,8 +524,16 @@ impl<'r> JobState<'r> {
     }
 
     fn record(&mut self, step: &Step, result: &StepResult, outputs: BTreeMap<String, String>) {
+        let class = std::mem::replace(&mut self.step_class, FailureClass::Other);
         match result.status {
-            StepStatus::Failure => self.failed = true,
+            StepStatus::Failure => {
+                self.failed = true;
+                self.failure.get_or_insert(Failure {
+                    class,
+                    step: Some(result.number),
+                    exit_code: result.exit_code.filter(|&c| c != 0),
+                });
+            }
             StepStatus::Cancelled => self.cancelled = true,
             StepStatus::Success | StepStatus::Skipped => {}
         }
@@ -597,6 +640,7 @@ impl<'r> JobState<'r> {
         result: &mut StepResult,
         outputs: &mut BTreeMap<String, String>,
     ) -> StepStatus {
+        self.step_class = FailureClass::Other;
         let fail = |result: &mut StepResult, reason: String| {
             observer.note(&format!("step {number}: {reason}"));
             result.reason = Some(reason);
@@ -632,7 +676,10 @@ impl<'r> JobState<'r> {
                     }
                     Some(c) => match c.checkout(&self.run.workspace, &say).await {
                         Ok(()) => StepStatus::Success,
-                        Err(e) => fail(result, format!("checkout: {e}")),
+                        Err(e) => {
+                            self.step_class = FailureClass::Checkout;
+                            fail(result, format!("checkout: {e}"))
+                        }
                     },
                 };
             }
@@ -713,6 +760,7 @@ impl<'r> JobState<'r> {
                 StepStatus::Success
             }
             StepExit::Exited(code) => {
+                self.step_class = FailureClass::ExitCode;
                 result.exit_code = Some(code);
                 result.reason = Some(format!("exited with code {code}"));
                 StepStatus::Failure
@@ -722,6 +770,7 @@ impl<'r> JobState<'r> {
                 StepStatus::Failure
             }
             StepExit::TimedOut => {
+                self.step_class = FailureClass::Timeout;
                 if job_limit {
                     self.timed_out = true;
                     result.reason = Some("the job's timeout-minutes was reached".into());

@@ -2,7 +2,7 @@
 
 use super::cx::Cx;
 use super::graph::Edges;
-use super::{runtime, step, strategy};
+use super::{queue, runtime, step, strategy};
 use kiln_model::workflow::{Dyn, Job, RunDefaults, Strategy, Template};
 use kiln_model::{JobId, Value};
 use marked_yaml::Node;
@@ -20,6 +20,8 @@ const KEYS: &[&str] = &[
     "outputs",
     "strategy",
     "weight",
+    "priority",
+    "retry",
     "concurrency",
     "environment",
     "container",
@@ -55,6 +57,8 @@ pub(crate) fn job(cx: &mut Cx<'_>, id: &MarkedScalarNode, body: &Node) -> Option
         outputs: Vec::new(),
         strategy: Strategy::default(),
         weight: 1,
+        priority: None,
+        retry: None,
         concurrency: None,
         environment: None,
         container: None,
@@ -89,6 +93,8 @@ pub(crate) fn job(cx: &mut Cx<'_>, id: &MarkedScalarNode, body: &Node) -> Option
             "outputs" => job.outputs = cx.pairs(v, "`outputs`"),
             "strategy" => job.strategy = strategy::strategy(cx, v),
             "weight" => job.weight = weight(cx, v),
+            "priority" => job.priority = queue::priority(cx, v),
+            "retry" => job.retry = queue::retry(cx, v),
             "concurrency" => job.concurrency = runtime::concurrency(cx, v),
             "environment" => job.environment = runtime::environment(cx, v),
             "container" => job.container = runtime::container(cx, v),

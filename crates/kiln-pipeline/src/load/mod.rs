@@ -11,8 +11,8 @@
 //!
 //! Layout: [`source`] maps value offsets to file positions, [`node`] reads
 //! YAML nodes, [`cx`] holds the diagnostics and typed readers; `workflow`,
-//! `triggers`, `job`, `step`, `strategy`, `runtime` and `deploy` follow the
-//! file's sections, and `graph` checks `needs`.
+//! `triggers`, `job`, `step`, `strategy`, `runtime`, `deploy` and `queue`
+//! (`priority`, `retry`) follow the file's sections, and `graph` checks `needs`.
 
 mod cx;
 mod deploy;
@@ -20,6 +20,7 @@ mod exprs;
 mod graph;
 mod job;
 mod node;
+mod queue;
 mod runtime;
 mod source;
 mod step;

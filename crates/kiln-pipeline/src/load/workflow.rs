@@ -1,7 +1,7 @@
 //! The top level of a workflow file.
 
 use super::cx::Cx;
-use super::{graph, job, runtime, triggers};
+use super::{graph, job, queue, runtime, triggers};
 use kiln_model::workflow::{RunDefaults, Triggers, Workflow};
 use marked_yaml::Node;
 
@@ -12,6 +12,7 @@ const KEYS: &[&str] = &[
     "env",
     "defaults",
     "concurrency",
+    "priority",
     "permissions",
     "jobs",
 ];
@@ -24,6 +25,7 @@ pub(crate) fn workflow(cx: &mut Cx<'_>, root: &Node) -> Workflow {
         env: Vec::new(),
         defaults: RunDefaults::default(),
         concurrency: None,
+        priority: None,
         jobs: Vec::new(),
     };
     let Some(map) = cx.mapping(root, "a workflow") else {
@@ -44,6 +46,7 @@ pub(crate) fn workflow(cx: &mut Cx<'_>, root: &Node) -> Workflow {
             "env" => wf.env = cx.pairs(v, "`env`"),
             "defaults" => wf.defaults = runtime::defaults(cx, v),
             "concurrency" => wf.concurrency = runtime::concurrency(cx, v),
+            "priority" => wf.priority = queue::priority(cx, v),
             // Accepted so GitHub workflows load; kiln hands out no tokens.
             "permissions" => {}
             "jobs" => jobs_node = Some((k, v)),

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use jiff::Timestamp;
+use kiln_model::workflow::{PRIORITY_MAX, PRIORITY_MIN};
 use kiln_proto::api::{
     AddRepo, AgentInfo, CreateToken, CreatedToken, QueuedJob, RepoInfo, RepoTriggers, Role,
     TriggerSettingsRequest,
@@ -54,6 +55,7 @@ pub(crate) fn triggers_view(t: &TriggerSettings) -> RepoTriggers {
         fork_approval: t.fork_approval,
         command_allowlist: t.command_allowlist.clone(),
         reply_to_outsiders: t.reply_to_outsiders,
+        priority: t.priority,
     }
 }
 
@@ -77,6 +79,14 @@ fn settings_from(req: Option<&TriggerSettingsRequest>) -> ApiResult<TriggerSetti
     }
     if let Some(b) = req.reply_to_outsiders {
         t.reply_to_outsiders = b;
+    }
+    if let Some(p) = req.priority {
+        if !(PRIORITY_MIN..=PRIORITY_MAX).contains(&p) {
+            return Err(ApiError::BadRequest(format!(
+                "priority {p}: give a whole number from {PRIORITY_MIN} to {PRIORITY_MAX}"
+            )));
+        }
+        t.priority = p;
     }
     for login in &req.command_allowlist {
         let login = login.trim();
@@ -223,6 +233,7 @@ pub async fn queue(
             runs_on: inst.runs_on,
             weight: inst.weight,
             priority: inst.priority,
+            attempt: inst.attempt,
             queued_at: inst.queued_at,
             waiting_reason,
         });

@@ -100,13 +100,13 @@ pub(crate) fn job_summary(i: &InstanceRecord) -> JobSummary {
         agent: i.agent_name.clone(),
         runs_on: i.runs_on.clone(),
         weight: i.weight,
+        priority: i.priority,
         reason: i.reason.clone(),
         waiting: i
             .hold
             .clone()
             .filter(|_| i.status == kiln_model::JobStatus::Queued),
         waiting_reason: None,
-        priority: i.priority,
         queued_at: Some(i.queued_at),
         started_at: i.started_at,
         finished_at: i.finished_at,

@@ -43,7 +43,8 @@ const WORKFLOW_CACHE: usize = 256;
 pub struct EngineConfig {
     pub lease: Duration,
     pub heartbeat: Duration,
-    /// Attempts per job before an agent loss fails it (3 = two retries).
+    /// Attempts per job before an infrastructure failure (agent lost,
+    /// checkout) fails it, for jobs without `retry:` (3 = two retries).
     pub max_attempts: u32,
     /// Longest a claim may wait.
     pub max_claim_wait: Duration,
@@ -334,7 +335,14 @@ impl Engine {
         claim: Option<EventClaim>,
         news: Vec<NewRun>,
     ) -> EngineResult<Option<Vec<RunRecord>>> {
-        let news: Vec<NewRun> = news.into_iter().map(|n| self.into_group(n)).collect();
+        let mut gated = Vec::with_capacity(news.len());
+        for mut new in news {
+            // The repository's default priority as it is now (a retried
+            // run gets today's, not its original's).
+            new.contexts.repo_priority = self.store.trigger_settings(new.repo).await?.priority;
+            gated.push(self.into_group(new));
+        }
+        let news = gated;
         let Some(created) = self.store.create_runs(claim, news).await? else {
             return Ok(None);
         };
@@ -458,7 +466,7 @@ impl Engine {
                 input.clone(),
                 applied.clone(),
                 Timestamp::now(),
-                self.cfg.max_attempts,
+                self.cfg.max_attempts.saturating_sub(1),
             )
             .map_err(EngineError::Internal)?;
             let cancels = !t.cancel.is_empty();
@@ -698,14 +706,21 @@ impl Engine {
         result: JobResult,
     ) -> EngineResult<()> {
         let status = result.status;
-        let run = self
+        let done = self
             .store
             .complete(job, agent, attempt, result, Timestamp::now())
             .await?;
+        if done.requeued {
+            // Its retry policy sent it back to the queue: another attempt,
+            // nothing for the run graph yet.
+            self.forget(job);
+            self.work.notify_waiters();
+            return Ok(());
+        }
         let (_, node, index) = self.whereabouts(job).await?;
         self.forget(job);
         self.advance(
-            run,
+            done.run,
             Input::Events(vec![finished(node, index, status)]),
             vec![job],
         )

@@ -1,10 +1,11 @@
 //! The results document of a run, as `kiln exec --json` writes it, with
 //! what only the server knows added: the queue wait before each attempt,
-//! the agent that ran it, and every attempt (an agent lost mid-job shows as
-//! a failed attempt followed by the retry).
+//! the agent that ran it, and every attempt with its failure class (an
+//! agent lost mid-job, or a failure its `retry:` retries, shows as a failed
+//! attempt followed by the retry).
 
 use jiff::Timestamp;
-use kiln_model::{JobStatus, Value};
+use kiln_model::{Failure, FailureClass, JobStatus, Value};
 use kiln_proto::results::{JobResult, Phase, PhaseKind, RunResult};
 use kiln_store::types::{AttemptRecord, InstanceRecord, RunRecord};
 use std::collections::BTreeMap;
@@ -24,6 +25,9 @@ pub fn run_result(
         let mut previous_end = inst.queued_at;
         for a in mine {
             let mut r = a.result.clone().unwrap_or_else(|| lost(inst, a));
+            if r.failure.is_none() {
+                r.failure = a.failure.map(Failure::of);
+            }
             r.attempt = a.attempt;
             r.agent = Some(a.agent_name.clone());
             r.queued_at = Some(inst.queued_at);
@@ -73,6 +77,16 @@ fn never_ran(inst: &InstanceRecord) -> JobResult {
         matrix: matrix_map(&inst.matrix),
         status: inst.status,
         reason: inst.reason.clone(),
+        // A job that failed without running: its `if:`, matrix or name
+        // could not be evaluated.
+        failure: match inst.status {
+            JobStatus::Failure => Some(Failure::of(FailureClass::Other)),
+            JobStatus::Queued
+            | JobStatus::Running
+            | JobStatus::Success
+            | JobStatus::Cancelled
+            | JobStatus::Skipped => None,
+        },
         attempt: inst.attempt,
         agent: None,
         queued_at: Some(inst.queued_at),
@@ -99,6 +113,7 @@ fn lost(inst: &InstanceRecord, a: &AttemptRecord) -> JobResult {
             a.status
         },
         reason: a.reason.clone(),
+        failure: a.failure.map(Failure::of),
         attempt: a.attempt,
         agent: Some(a.agent_name.clone()),
         queued_at: Some(inst.queued_at),

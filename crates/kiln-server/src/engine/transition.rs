@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use kiln_core::gate::{Approval, GateKind};
 use kiln_core::graph::{Command, Event, Expansion, InstanceKey, NeedsStatus, RunGraph};
 use kiln_model::workflow::Workflow;
-use kiln_model::{InstanceId, JobStatus, Value};
+use kiln_model::{InstanceId, JobStatus, RetryPolicy, Value};
 use kiln_pipeline::expr::StatusCheck;
 use kiln_pipeline::plan::{Decision, JobContexts as PlanContexts, Plan, plan_job};
 use kiln_proto::agent::JobContexts;
@@ -69,8 +69,13 @@ pub fn transition(
     input: Input,
     applied: Vec<InstanceId>,
     now: Timestamp,
-    max_attempts: u32,
+    default_retries: u32,
 ) -> Result<(Transition, Effects), String> {
+    let q = Queueing {
+        wf,
+        repo_priority: run.contexts.repo_priority,
+        default_retries,
+    };
     let mut graph: RunGraph =
         serde_json::from_str(run.graph.as_deref().ok_or("the run has no graph")?)
             .map_err(|e| format!("stored run graph: {e}"))?;
@@ -133,15 +138,8 @@ pub fn transition(
                         } else {
                             (JobStatus::Skipped, "skipped: its if condition was false")
                         };
-                        t.new_instances.push(terminal(
-                            wf,
-                            node,
-                            0,
-                            None,
-                            status,
-                            reason,
-                            max_attempts,
-                        ));
+                        t.new_instances
+                            .push(terminal(wf, node, 0, None, status, reason, &q));
                         cmds.extend(graph.on(Event::Skipped { node }));
                     }
                     Ok(Decision::Run(plan)) => {
@@ -167,7 +165,7 @@ pub fn transition(
                             None,
                             JobStatus::Failure,
                             &e.message,
-                            max_attempts,
+                            &q,
                         ));
                         cmds.extend(graph.on(Event::EvaluationFailed { node }));
                     }
@@ -195,7 +193,7 @@ pub fn transition(
                     name,
                     JobStatus::Success,
                     &reason,
-                    max_attempts,
+                    &q,
                 ));
                 cmds.extend(graph.on(Event::Finished {
                     key,
@@ -243,7 +241,7 @@ pub fn transition(
                     m.insert("run_number".into(), Value::str(run.id.to_string()));
                 }
                 t.new_instances.push(NewInstance {
-                    priority: 0,
+                    priority: q.priority(key.node),
                     node: key.node as u32,
                     index: key.index as u32,
                     job_key: job.id.to_string(),
@@ -268,7 +266,7 @@ pub fn transition(
                         secrets: empty.clone(),
                         vars: empty.clone(),
                     },
-                    max_attempts,
+                    retry: q.retry(key.node),
                 });
                 fx.queued += 1;
                 fx.gated |= inst.environment.is_some() || inst.concurrency.is_some();
@@ -294,7 +292,7 @@ pub fn transition(
                     name,
                     status,
                     "cancelled before it started",
-                    max_attempts,
+                    &q,
                 ));
             }
             Command::RunFinished { status } => {
@@ -323,6 +321,29 @@ pub fn finished(node: u32, index: u32, status: JobStatus) -> Event {
     }
 }
 
+/// How a job waits in the queue: its priority (the job's, else the
+/// workflow's, else the repository's) and its retry policy (its `retry:`,
+/// else the server's default: `default_retries` retries of
+/// infrastructure failures).
+struct Queueing<'w> {
+    wf: &'w Workflow,
+    repo_priority: i32,
+    default_retries: u32,
+}
+
+impl Queueing<'_> {
+    fn priority(&self, node: usize) -> i32 {
+        self.wf.priority_of(&self.wf.jobs[node], self.repo_priority)
+    }
+
+    fn retry(&self, node: usize) -> RetryPolicy {
+        self.wf.jobs[node]
+            .retry
+            .clone()
+            .unwrap_or_else(|| RetryPolicy::infrastructure(self.default_retries))
+    }
+}
+
 fn status_check(n: NeedsStatus) -> StatusCheck {
     match n {
         NeedsStatus::Success => StatusCheck::Success,
@@ -339,11 +360,11 @@ fn terminal(
     name: Option<String>,
     status: JobStatus,
     reason: &str,
-    max_attempts: u32,
+    q: &Queueing<'_>,
 ) -> NewInstance {
     let job = &wf.jobs[node];
     NewInstance {
-        priority: 0,
+        priority: q.priority(node),
         node: node as u32,
         index: index as u32,
         job_key: job.id.to_string(),
@@ -354,7 +375,7 @@ fn terminal(
         status,
         reason: Some(reason.to_owned()),
         contexts: JobContexts::default(),
-        max_attempts,
+        retry: q.retry(node),
         gate: None,
     }
 }
@@ -447,4 +468,115 @@ fn needs_context(
         );
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Input, new_graph, transition};
+    use jiff::Timestamp;
+    use kiln_model::workflow::Workflow;
+    use kiln_model::{JobStatus, RepoId, RetryOn, RetryPolicy, RunId, Value};
+    use kiln_store::types::{RunContexts, RunRecord};
+
+    fn workflow(yaml: &str) -> Workflow {
+        let loaded = kiln_pipeline::load::load("w.yml", yaml);
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        loaded.workflow.expect("workflow")
+    }
+
+    fn run(wf: &Workflow, repo_priority: i32) -> RunRecord {
+        RunRecord {
+            id: RunId(1),
+            repo: RepoId(1),
+            repo_name: "r".into(),
+            repo_url: "file:///r".into(),
+            workflow_file: wf.file.clone(),
+            workflow_name: wf.display_name().to_owned(),
+            commit: "0".repeat(40),
+            git_ref: None,
+            event: "push".into(),
+            workflow: Some(wf.clone()),
+            contexts: RunContexts {
+                github: Value::object([("actor", Value::str("me"))]),
+                inputs: Value::object::<&str>([]),
+                kiln: Value::object::<&str>([]),
+                repo_priority,
+                ..RunContexts::default()
+            },
+            status: JobStatus::Queued,
+            error: None,
+            graph: Some(new_graph(wf)),
+            hold: None,
+            version: 1,
+            created_at: Timestamp::UNIX_EPOCH,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// Priority: the job's, else the workflow's, else the repository's;
+    /// retry: the job's `retry:`, else the server's default retries of
+    /// infrastructure failures.
+    #[test]
+    fn new_instances_carry_priority_and_retry_policy() {
+        let yaml = "on: push
+jobs:
+  plain:
+    runs-on: local
+    steps: [{run: make}]
+  urgent:
+    runs-on: local
+    priority: 50
+    retry: {max: 1, on: [exit-code]}
+    steps: [{run: make}]
+";
+        let wf = workflow(yaml);
+        let (t, _) = transition(
+            &run(&wf, -7),
+            &wf,
+            &[],
+            Input::Start,
+            Vec::new(),
+            Timestamp::UNIX_EPOCH,
+            2,
+        )
+        .expect("transition");
+        let got: Vec<_> = t
+            .new_instances
+            .iter()
+            .map(|i| (i.job_key.as_str(), i.priority, i.retry.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("plain", -7, RetryPolicy::infrastructure(2)),
+                (
+                    "urgent",
+                    50,
+                    RetryPolicy {
+                        max: 1,
+                        on: vec![RetryOn::ExitCode(Vec::new())],
+                    }
+                ),
+            ]
+        );
+
+        let wf = workflow(&yaml.replace("on: push\n", "on: push\npriority: 3\n"));
+        let (t, _) = transition(
+            &run(&wf, -7),
+            &wf,
+            &[],
+            Input::Start,
+            Vec::new(),
+            Timestamp::UNIX_EPOCH,
+            2,
+        )
+        .expect("transition");
+        let priorities: Vec<i32> = t.new_instances.iter().map(|i| i.priority).collect();
+        assert_eq!(
+            priorities,
+            vec![3, 50],
+            "the workflow's over the repository's"
+        );
+    }
 }

@@ -258,7 +258,7 @@ mod tests {
             priority: 0,
             status,
             attempt: 1,
-            max_attempts: 3,
+            retry: kiln_model::RetryPolicy::infrastructure(2),
             agent: None,
             agent_name: None,
             lease_expires_at: None,

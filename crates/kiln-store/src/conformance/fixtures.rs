@@ -3,7 +3,7 @@
 use crate::ports::{Store, StoreError};
 use crate::types::*;
 use jiff::Timestamp;
-use kiln_model::{InstanceId, JobStatus, StepStatus, Value};
+use kiln_model::{Failure, FailureClass, InstanceId, JobStatus, RetryPolicy, StepStatus, Value};
 use kiln_proto::agent::JobContexts;
 use kiln_proto::api::{LogEntry, LogStream};
 use kiln_proto::results::{JobResult, StepResult};
@@ -71,7 +71,7 @@ pub(crate) fn new_instance(node: u32, index: u32, status: JobStatus) -> NewInsta
             needs: Value::object([("setup", Value::object([("result", Value::str("success"))]))]),
             ..JobContexts::default()
         },
-        max_attempts: 3,
+        retry: RetryPolicy::infrastructure(2),
     }
 }
 
@@ -145,6 +145,18 @@ pub(crate) fn job_result(status: JobStatus, attempt: u32) -> JobResult {
         status,
         reason: match status {
             JobStatus::Failure => Some("step `test` exited with 2".into()),
+            JobStatus::Queued
+            | JobStatus::Running
+            | JobStatus::Success
+            | JobStatus::Cancelled
+            | JobStatus::Skipped => None,
+        },
+        failure: match status {
+            JobStatus::Failure => Some(Failure {
+                class: FailureClass::ExitCode,
+                step: Some(1),
+                exit_code: Some(2),
+            }),
             JobStatus::Queued
             | JobStatus::Running
             | JobStatus::Success

@@ -17,6 +17,7 @@ mod gates;
 mod logs;
 mod queue;
 mod records;
+mod retry;
 mod transitions;
 mod triggers;
 
@@ -26,6 +27,7 @@ pub use gates::*;
 pub use logs::*;
 pub use queue::*;
 pub use records::*;
+pub use retry::*;
 pub use transitions::*;
 pub use triggers::*;
 
@@ -78,6 +80,10 @@ macro_rules! __conformance_cases {
             complete_until_applied,
             expire_requeues_then_gives_up,
             expire_cancelled_job,
+            complete_requeues_what_the_policy_retries,
+            complete_succeeds_after_a_retry,
+            complete_ends_what_the_policy_does_not_retry,
+            expire_follows_the_retry_policy,
             extend_all_leases,
             running_by_agent,
             logs_are_idempotent,

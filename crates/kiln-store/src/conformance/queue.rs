@@ -4,7 +4,7 @@
 use super::fixtures::*;
 use crate::ports::{Store, StoreError};
 use crate::types::*;
-use kiln_model::{AgentId, InstanceId, JobStatus};
+use kiln_model::{AgentId, FailureClass, InstanceId, JobStatus};
 use std::sync::Arc;
 
 /// Candidates: queued instances oldest first, across runs, at most
@@ -93,6 +93,7 @@ pub async fn claim_records_the_attempt<S: Store + 'static>(s: S) {
             agent_name: "agent-1".into(),
             status: JobStatus::Running,
             reason: None,
+            failure: None,
             started_at: t(10),
             finished_at: None,
             result: None,
@@ -175,7 +176,10 @@ pub async fn fencing_rejects_old_attempts<S: Store + 'static>(s: S) {
         s.complete(id, agent.id, 2, job_result(JobStatus::Success, 2), t(54))
             .await
             .unwrap(),
-        run.id
+        Completed {
+            run: run.id,
+            requeued: false
+        }
     );
     // Once complete, the attempt is no longer running.
     assert_stale(s.heartbeat(id, agent.id, 2, t(55), t(95)).await);
@@ -286,7 +290,10 @@ pub async fn complete_until_applied<S: Store + 'static>(s: S) {
         s.complete(job.id, agent.id, 1, result.clone(), t(20))
             .await
             .unwrap(),
-        run.id
+        Completed {
+            run: run.id,
+            requeued: false
+        }
     );
     let done = s.instance(job.id).await.unwrap();
     assert_eq!(done.status, JobStatus::Failure);
@@ -301,6 +308,7 @@ pub async fn complete_until_applied<S: Store + 'static>(s: S) {
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].status, JobStatus::Failure);
     assert_eq!(attempts[0].reason, result.reason);
+    assert_eq!(attempts[0].failure, Some(FailureClass::ExitCode));
     assert_eq!(attempts[0].finished_at, Some(t(20)));
     assert_eq!(attempts[0].result.as_ref(), Some(&result));
     assert_eq!(s.unapplied().await.unwrap(), vec![(run.id, job.id)]);
@@ -341,7 +349,7 @@ pub async fn expire_requeues_then_gives_up<S: Store + 'static>(s: S) {
     let repo = add_repo(&s, "alpha").await;
     let run = s.create_run(new_run(&repo, t(1))).await.unwrap();
     let mut flaky = new_instance(0, 0, JobStatus::Queued);
-    flaky.max_attempts = 2;
+    flaky.retry.max = 1;
     s.apply(
         run.id,
         Transition {

@@ -158,7 +158,8 @@ pub async fn transition_creates_instances<S: Store + 'static>(s: S) {
         assert_eq!(i.status, new.status);
         assert_eq!(i.reason, new.reason);
         assert_eq!(i.contexts, new.contexts);
-        assert_eq!(i.max_attempts, new.max_attempts);
+        assert_eq!(i.retry, new.retry);
+        assert_eq!(i.priority, new.priority);
         assert_eq!(i.attempt, 0);
         assert_eq!(i.agent, None);
         assert_eq!(i.agent_name, None);

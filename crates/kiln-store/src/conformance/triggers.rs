@@ -23,6 +23,7 @@ pub async fn trigger_settings_default_then_set<S: Store + 'static>(s: S) {
         fork_approval: false,
         command_allowlist: vec!["alice".into(), "bob".into()],
         reply_to_outsiders: false,
+        priority: -1000,
     };
     s.set_trigger_settings(a.id, &set).await.unwrap();
     assert_eq!(s.trigger_settings(a.id).await.unwrap(), set);
@@ -32,6 +33,7 @@ pub async fn trigger_settings_default_then_set<S: Store + 'static>(s: S) {
     );
     let again = TriggerSettings {
         poll_interval_secs: 5,
+        priority: 1000,
         ..set
     };
     s.set_trigger_settings(a.id, &again).await.unwrap();

@@ -9,7 +9,7 @@ use flate2::Compression;
 use flate2::read::ZlibDecoder;
 use flate2::write::ZlibEncoder;
 use jiff::Timestamp;
-use kiln_model::JobStatus;
+use kiln_model::{FailureClass, JobStatus};
 use kiln_proto::api::{LogEntry, Role};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -43,6 +43,14 @@ pub(crate) fn parse_status(s: &str) -> Result<JobStatus> {
         "skipped" => Ok(JobStatus::Skipped),
         other => Err(corrupt(format!("unknown job status `{other}`"))),
     }
+}
+
+/// An attempt's failure class column (NULL: none).
+pub(crate) fn parse_failure(s: Option<&str>) -> Result<Option<FailureClass>> {
+    s.map(|name| {
+        FailureClass::parse(name).ok_or_else(|| corrupt(format!("unknown failure class `{name}`")))
+    })
+    .transpose()
 }
 
 pub(crate) fn parse_role(s: &str) -> Result<Role> {

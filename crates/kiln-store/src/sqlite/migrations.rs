@@ -50,6 +50,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claim",
         include_str!("../../migrations/sqlite/0006_claim.sql"),
     ),
+    (
+        7,
+        "retry_priority",
+        include_str!("../../migrations/sqlite/0007_retry_priority.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -4,16 +4,19 @@
 //! order. Every state change is a conditional `UPDATE` inside a
 //! `BEGIN IMMEDIATE` transaction, keyed on the status and, once claimed,
 //! on the attempt number (the fencing token): a caller holding an old
-//! attempt changes nothing and gets [`StoreError::Stale`].
+//! attempt changes nothing and gets [`StoreError::Stale`]. A failed attempt
+//! (completed, or its lease lost) goes back to the queue when the
+//! instance's retry policy says so (`kiln_core::retry`).
 
 use super::codec::{from_json, status_str, to_json, to_u32, ts};
-use super::runs::{SELECT_INSTANCE, instance_on, instance_record};
+use super::runs::{SELECT_INSTANCE, instance_on, instance_record, retry_policy};
 use super::{SqliteStore, backend, commit};
 use crate::ports::{QueueStore, Result, StoreError};
-use crate::types::{Candidate, ClaimAsk, Expired, InstanceRecord};
+use crate::types::{Candidate, ClaimAsk, Completed, Expired, InstanceRecord};
 use jiff::Timestamp;
 use kiln_core::dispatch::{covers, next_repo};
-use kiln_model::{AgentId, InstanceId, JobStatus, RepoId, RunId};
+use kiln_core::retry::{Verdict, decide};
+use kiln_model::{AgentId, Failure, FailureClass, InstanceId, JobStatus, RepoId, RunId};
 use kiln_proto::results::JobResult;
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
@@ -59,6 +62,20 @@ async fn touch(conn: &mut SqliteConnection, agent: i64, now: Timestamp) -> Resul
         .execute(conn)
         .await
         .map_err(backend)?;
+    Ok(())
+}
+
+/// Back to the queue at its old position (`queue_seq` is kept: it has
+/// waited longest already), for another attempt at the next claim.
+async fn requeue(tx: &mut Transaction<'static, Sqlite>, id: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE instances SET status = 'queued', agent_id = NULL, lease_expires_at = NULL \
+         WHERE id = ?",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
     Ok(())
 }
 
@@ -346,7 +363,7 @@ impl QueueStore for SqliteStore {
         attempt: u32,
         result: JobResult,
         now: Timestamp,
-    ) -> Result<RunId> {
+    ) -> Result<Completed> {
         match result.status {
             JobStatus::Success | JobStatus::Failure | JobStatus::Cancelled | JobStatus::Skipped => {
             }
@@ -359,32 +376,66 @@ impl QueueStore for SqliteStore {
         }
         let json = to_json(&result)?;
         let mut tx = self.write().await?;
-        let run: Option<i64> = sqlx::query_scalar(
-            "UPDATE instances SET status = ?, reason = ?, result = ?, finished_at = ?, \
-             lease_expires_at = NULL, graph_applied = 0 \
-             WHERE id = ? AND status = 'running' AND attempt = ? AND agent_id = ? \
-             RETURNING run_id",
+        // The write lock is held (BEGIN IMMEDIATE): what this reads is
+        // what the update below changes.
+        let current: Option<(i64, i64, Option<String>, bool)> = sqlx::query_as(
+            "SELECT run_id, max_attempts, retry_on, cancel_requested FROM instances \
+             WHERE id = ? AND status = 'running' AND attempt = ? AND agent_id = ?",
         )
-        .bind(status_str(result.status))
-        .bind(&result.reason)
-        .bind(&json)
-        .bind(ts(now))
         .bind(id.0)
         .bind(i64::from(attempt))
         .bind(agent.0)
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        let Some(run) = run else {
+        let Some((run, max_attempts, retry_on, cancel_requested)) = current else {
             return Err(not_current(&mut tx, id, agent, attempt).await);
         };
+        let policy = retry_policy(max_attempts, retry_on)?;
+        let verdict = decide(
+            &policy,
+            result.status,
+            result.failure.as_ref(),
+            attempt,
+            cancel_requested,
+        );
+        let requeued = match verdict {
+            Verdict::Retry => {
+                requeue(&mut tx, id.0).await?;
+                true
+            }
+            Verdict::End => {
+                sqlx::query(
+                    "UPDATE instances SET status = ?, reason = ?, result = ?, finished_at = ?, \
+                     lease_expires_at = NULL, graph_applied = 0 WHERE id = ?",
+                )
+                .bind(status_str(result.status))
+                .bind(&result.reason)
+                .bind(&json)
+                .bind(ts(now))
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                false
+            }
+        };
         touch(&mut tx, agent.0, now).await?;
+        let failure = match result.status {
+            JobStatus::Failure => result.failure.map(|f| f.class.as_str()),
+            JobStatus::Success
+            | JobStatus::Cancelled
+            | JobStatus::Skipped
+            | JobStatus::Queued
+            | JobStatus::Running => None,
+        };
         sqlx::query(
-            "UPDATE attempts SET status = ?, reason = ?, finished_at = ?, result = ? \
+            "UPDATE attempts SET status = ?, reason = ?, failure = ?, finished_at = ?, result = ? \
              WHERE instance_id = ? AND attempt = ?",
         )
         .bind(status_str(result.status))
         .bind(&result.reason)
+        .bind(failure)
         .bind(ts(now))
         .bind(&json)
         .bind(id.0)
@@ -393,22 +444,27 @@ impl QueueStore for SqliteStore {
         .await
         .map_err(backend)?;
         commit(tx).await?;
-        Ok(RunId(run))
+        Ok(Completed {
+            run: RunId(run),
+            requeued,
+        })
     }
 
     async fn expire_leases(&self, now: Timestamp) -> Result<Vec<Expired>> {
         let mut tx = self.write().await?;
-        let lost: Vec<(i64, i64, i64, i64, bool, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT id, run_id, attempt, max_attempts, cancel_requested, agent_id, \
-             lease_expires_at FROM instances \
-             WHERE status = 'running' AND lease_expires_at < ? ORDER BY id",
-        )
-        .bind(ts(now))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+        #[allow(clippy::type_complexity)]
+        let lost: Vec<(i64, i64, i64, i64, Option<String>, bool, Option<i64>, i64)> =
+            sqlx::query_as(
+                "SELECT id, run_id, attempt, max_attempts, retry_on, cancel_requested, agent_id, \
+                 lease_expires_at FROM instances \
+                 WHERE status = 'running' AND lease_expires_at < ? ORDER BY id",
+            )
+            .bind(ts(now))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
         let mut expired = Vec::with_capacity(lost.len());
-        for (id, run, attempt, max_attempts, cancel_requested, agent, lease_end) in lost {
+        for (id, run, attempt, max_attempts, retry_on, cancel_requested, agent, lease_end) in lost {
             // Silent since before its lease ran out: the agent is lost, not
             // merely late with this one job.
             sqlx::query(
@@ -421,49 +477,53 @@ impl QueueStore for SqliteStore {
             .await
             .map_err(backend)?;
             sqlx::query(
-                "UPDATE attempts SET status = 'failure', reason = ?, finished_at = ? \
+                "UPDATE attempts SET status = 'failure', reason = ?, failure = ?, finished_at = ? \
                  WHERE instance_id = ? AND attempt = ?",
             )
             .bind(AGENT_LOST)
+            .bind(FailureClass::AgentLost.as_str())
             .bind(ts(now))
             .bind(id)
             .bind(attempt)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            let requeued = !cancel_requested && attempt < max_attempts;
-            if requeued {
-                // Back to the queue at its old position (`queue_seq` is
-                // kept): it has waited longest already.
-                sqlx::query(
-                    "UPDATE instances SET status = 'queued', agent_id = NULL, \
-                     lease_expires_at = NULL WHERE id = ?",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            } else {
-                let (status, reason) = if cancel_requested {
-                    (JobStatus::Cancelled, "cancelled".to_owned())
-                } else {
-                    (
-                        JobStatus::Failure,
-                        format!("{AGENT_LOST}: gave up after {attempt} attempts"),
+            let policy = retry_policy(max_attempts, retry_on)?;
+            let verdict = decide(
+                &policy,
+                JobStatus::Failure,
+                Some(&Failure::of(FailureClass::AgentLost)),
+                to_u32("attempt", attempt)?,
+                cancel_requested,
+            );
+            let requeued = match verdict {
+                Verdict::Retry => {
+                    requeue(&mut tx, id).await?;
+                    true
+                }
+                Verdict::End => {
+                    let (status, reason) = if cancel_requested {
+                        (JobStatus::Cancelled, "cancelled".to_owned())
+                    } else {
+                        (
+                            JobStatus::Failure,
+                            format!("{AGENT_LOST}: gave up after {attempt} attempts"),
+                        )
+                    };
+                    sqlx::query(
+                        "UPDATE instances SET status = ?, reason = ?, finished_at = ?, \
+                         lease_expires_at = NULL, graph_applied = 0 WHERE id = ?",
                     )
-                };
-                sqlx::query(
-                    "UPDATE instances SET status = ?, reason = ?, finished_at = ?, \
-                     lease_expires_at = NULL, graph_applied = 0 WHERE id = ?",
-                )
-                .bind(status_str(status))
-                .bind(reason)
-                .bind(ts(now))
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            }
+                    .bind(status_str(status))
+                    .bind(reason)
+                    .bind(ts(now))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                    false
+                }
+            };
             expired.push(Expired {
                 instance: InstanceId(id),
                 run: RunId(run),

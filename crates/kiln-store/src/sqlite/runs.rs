@@ -2,7 +2,8 @@
 //! instances and attempts.
 
 use super::codec::{
-    from_json, from_opt_json, from_opt_ts, from_ts, parse_status, status_str, to_json, to_u32, ts,
+    from_json, from_opt_json, from_opt_ts, from_ts, parse_failure, parse_status, status_str,
+    to_json, to_u32, ts,
 };
 use super::{SqliteStore, backend, commit};
 use crate::ports::{Result, RunStore, StoreError};
@@ -11,7 +12,7 @@ use crate::types::{
     Transition,
 };
 use jiff::Timestamp;
-use kiln_model::{AgentId, InstanceId, JobStatus, RepoId, RunId};
+use kiln_model::{AgentId, InstanceId, JobStatus, RepoId, RetryOn, RetryPolicy, RunId};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
@@ -45,8 +46,8 @@ fn run_record(row: &SqliteRow) -> Result<RunRecord> {
 }
 
 pub(super) const SELECT_INSTANCE: &str = "SELECT i.id, i.run_id, r.repo_id, i.node, i.idx, \
-     i.job_key, i.name, i.matrix, i.runs_on, i.weight, i.priority, i.status, i.attempt, i.max_attempts, \
-     i.agent_id, a.name AS agent_name, i.lease_expires_at, i.cancel_requested, i.reason, \
+     i.job_key, i.name, i.matrix, i.runs_on, i.weight, i.status, i.attempt, i.max_attempts, \
+     i.retry_on, i.priority, i.agent_id, a.name AS agent_name, i.lease_expires_at, i.cancel_requested, i.reason, \
      i.hold, i.contexts, i.result, i.graph_applied, i.queued_at, i.started_at, i.finished_at \
      FROM instances i JOIN runs r ON r.id = i.run_id LEFT JOIN agents a ON a.id = i.agent_id";
 
@@ -59,15 +60,15 @@ pub(super) fn instance_record(row: &SqliteRow) -> Result<InstanceRecord> {
         index: to_u32("index", row.try_get("idx").map_err(backend)?)?,
         job_key: row.try_get("job_key").map_err(backend)?,
         name: row.try_get("name").map_err(backend)?,
-        priority: row.try_get("priority").map_err(backend)?,
         matrix: from_opt_json("instance matrix", row.try_get("matrix").map_err(backend)?)?,
         runs_on: from_json("instance runs_on", row.try_get("runs_on").map_err(backend)?)?,
         weight: to_u32("weight", row.try_get("weight").map_err(backend)?)?,
         status: parse_status(row.try_get("status").map_err(backend)?)?,
+        priority: row.try_get("priority").map_err(backend)?,
         attempt: to_u32("attempt", row.try_get("attempt").map_err(backend)?)?,
-        max_attempts: to_u32(
-            "max_attempts",
+        retry: retry_policy(
             row.try_get("max_attempts").map_err(backend)?,
+            row.try_get("retry_on").map_err(backend)?,
         )?,
         agent: row
             .try_get::<Option<i64>, _>("agent_id")
@@ -104,6 +105,17 @@ pub(super) async fn instance_on(
     instance_record(&row)
 }
 
+/// An instance's retry policy from its columns: `max_attempts` and the
+/// classes (NULL before migration 0007: agent loss only).
+pub(super) fn retry_policy(max_attempts: i64, retry_on: Option<String>) -> Result<RetryPolicy> {
+    let max = to_u32("max_attempts", max_attempts)?.saturating_sub(1);
+    let on = match retry_on {
+        Some(json) => from_json("instance retry_on", &json)?,
+        None => vec![RetryOn::AgentLost],
+    };
+    Ok(RetryPolicy { max, on })
+}
+
 fn attempt_record(row: &SqliteRow) -> Result<AttemptRecord> {
     Ok(AttemptRecord {
         instance: InstanceId(row.try_get("instance_id").map_err(backend)?),
@@ -111,6 +123,7 @@ fn attempt_record(row: &SqliteRow) -> Result<AttemptRecord> {
         agent_name: row.try_get("agent_name").map_err(backend)?,
         status: parse_status(row.try_get("status").map_err(backend)?)?,
         reason: row.try_get("reason").map_err(backend)?,
+        failure: parse_failure(row.try_get::<Option<&str>, _>("failure").map_err(backend)?)?,
         started_at: from_ts(row.try_get("started_at").map_err(backend)?)?,
         finished_at: from_opt_ts(row.try_get("finished_at").map_err(backend)?)?,
         result: from_opt_json("attempt result", row.try_get("result").map_err(backend)?)?,
@@ -215,9 +228,9 @@ async fn insert_instance(
     let label_set = super::queue::label_set(tx, &new.runs_on).await?;
     let row = sqlx::query(
         "INSERT INTO instances (run_id, node, idx, job_key, name, matrix, runs_on, weight, status, \
-         max_attempts, reason, hold, contexts, graph_applied, queue_seq, queued_at, finished_at, \
-         label_set, priority, repo_id) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+         max_attempts, retry_on, reason, hold, contexts, graph_applied, queue_seq, queued_at, \
+         finished_at, label_set, priority, repo_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
          (SELECT COALESCE(MAX(queue_seq), 0) + 1 FROM instances), ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(run.0)
@@ -229,7 +242,8 @@ async fn insert_instance(
     .bind(to_json(&new.runs_on)?)
     .bind(i64::from(new.weight))
     .bind(status_str(new.status))
-    .bind(i64::from(new.max_attempts))
+    .bind(i64::from(new.retry.max_attempts()))
+    .bind(to_json(&new.retry.on)?)
     .bind(&new.reason)
     .bind(hold)
     .bind(to_json(&new.contexts)?)
@@ -482,8 +496,8 @@ impl RunStore for SqliteStore {
             return Err(StoreError::NotFound(format!("run {run}")));
         }
         let rows = sqlx::query(
-            "SELECT t.instance_id, t.attempt, t.agent_name, t.status, t.reason, t.started_at, \
-             t.finished_at, t.result FROM attempts t JOIN instances i ON i.id = t.instance_id \
+            "SELECT t.instance_id, t.attempt, t.agent_name, t.status, t.reason, t.failure, \
+             t.started_at, t.finished_at, t.result FROM attempts t JOIN instances i ON i.id = t.instance_id \
              WHERE i.run_id = ? ORDER BY t.instance_id, t.attempt",
         )
         .bind(run.0)

@@ -43,7 +43,7 @@ impl TriggerStore for SqliteStore {
         self.require_repo(repo).await?;
         let row = sqlx::query(
             "SELECT poll_interval_secs, webhook_secret, fork_approval, command_allowlist, \
-             reply_to_outsiders FROM repo_triggers WHERE repo_id = ?",
+             reply_to_outsiders, priority FROM repo_triggers WHERE repo_id = ?",
         )
         .bind(repo.0)
         .fetch_optional(&self.pool)
@@ -61,6 +61,7 @@ impl TriggerStore for SqliteStore {
             fork_approval: row.try_get("fork_approval").map_err(backend)?,
             command_allowlist: from_json("command allowlist", &allow)?,
             reply_to_outsiders: row.try_get("reply_to_outsiders").map_err(backend)?,
+            priority: row.try_get("priority").map_err(backend)?,
         })
     }
 
@@ -69,11 +70,12 @@ impl TriggerStore for SqliteStore {
         let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO repo_triggers (repo_id, poll_interval_secs, webhook_secret, \
-             fork_approval, command_allowlist, reply_to_outsiders) VALUES (?, ?, ?, ?, ?, ?) \
+             fork_approval, command_allowlist, reply_to_outsiders, priority) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (repo_id) DO UPDATE SET poll_interval_secs = excluded.poll_interval_secs, \
              webhook_secret = excluded.webhook_secret, fork_approval = excluded.fork_approval, \
              command_allowlist = excluded.command_allowlist, \
-             reply_to_outsiders = excluded.reply_to_outsiders",
+             reply_to_outsiders = excluded.reply_to_outsiders, priority = excluded.priority",
         )
         .bind(repo.0)
         .bind(i64::from(settings.poll_interval_secs))
@@ -81,6 +83,7 @@ impl TriggerStore for SqliteStore {
         .bind(settings.fork_approval)
         .bind(to_json(&settings.command_allowlist)?)
         .bind(settings.reply_to_outsiders)
+        .bind(settings.priority)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;

@@ -143,7 +143,7 @@ pub enum RepoCommand {
     /// Register a git repository with the server under NAME
     #[command(after_help = format!(
         "Examples:\n  kiln repo add web https://git.example.com/web.git\n  \
-         kiln repo add tools file:///srv/git/tools.git\n  kiln repo add scratch ~/src/scratch\n  \
+         kiln repo add tools file:///srv/git/tools.git --priority -10\n  kiln repo add scratch ~/src/scratch\n  \
          kiln repo add web https://git.example.com/web.git --poll-interval 300 \\\n      \
          --webhook-secret-file /etc/kiln/web.secret --allow alice --allow bob\n\n\
          kiln repo add web https://github.com/octo/web.git --forge github --forge-token-env GITHUB_TOKEN\n\n\
@@ -230,6 +230,10 @@ pub struct RepoAddArgs {
     /// Do not answer a refused comment command with a reply
     #[arg(long)]
     pub no_outsider_reply: bool,
+    /// The priority of the repository's jobs unless their workflow or job sets `priority:` (-1000 to 1000, higher first; default 0)
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+    pub priority: Option<i32>,
     #[command(flatten)]
     pub forge: ForgeArgs,
     /// Print the server's answer as JSON

@@ -72,7 +72,7 @@ fn queue_table(jobs: &[QueuedJob], now: Timestamp) -> String {
         ("NAME", Align::Left),
         ("RUNS ON", Align::Left),
         ("WEIGHT", Align::Right),
-        ("PRIO", Align::Right),
+        ("PRIORITY", Align::Right),
         ("QUEUED", Align::Left),
         ("WAITING FOR", Align::Left),
     ]);
@@ -160,7 +160,8 @@ mod tests {
             name: "test (linux)".into(),
             runs_on: vec!["linux".into()],
             weight: 2,
-            priority: 5,
+            priority: -5,
+            attempt: 0,
             queued_at: ts("2025-03-01T11:55:00Z"),
             waiting_reason: Some(kiln_proto::api::WaitingReason {
                 kind: kiln_proto::api::WaitingKind::AgentsBusy,
@@ -169,8 +170,8 @@ mod tests {
         }];
         assert_eq!(
             queue_table(&jobs, ts("2025-03-01T12:00:00Z")),
-            "JOB  RUN  REPO  NAME          RUNS ON  WEIGHT  PRIO  QUEUED  WAITING FOR\n\
-             \x2031    9  web   test (linux)  linux         2     5  5m ago  all matching agent busy (`box`, capacity 2/2)\n"
+            "JOB  RUN  REPO  NAME          RUNS ON  WEIGHT  PRIORITY  QUEUED  WAITING FOR\n\
+             \x2031    9  web   test (linux)  linux         2        -5  5m ago  all matching agent busy (`box`, capacity 2/2)\n"
         );
     }
 }

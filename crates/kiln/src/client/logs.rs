@@ -495,7 +495,6 @@ mod tests {
         JobSummary {
             waiting: None,
             waiting_reason: None,
-            priority: 0,
             id: InstanceId(id),
             job: key.into(),
             name: name.into(),
@@ -504,6 +503,7 @@ mod tests {
             agent: None,
             runs_on: vec![],
             weight: 1,
+            priority: 0,
             reason: None,
             queued_at: None,
             started_at: None,

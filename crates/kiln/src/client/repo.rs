@@ -69,6 +69,7 @@ pub async fn add(ctx: &Ctx, args: &RepoAddArgs) -> Result<i32, Error> {
             fork_approval: args.no_fork_approval.then_some(false),
             command_allowlist: args.allow.clone(),
             reply_to_outsiders: args.no_outsider_reply.then_some(false),
+            priority: args.priority,
         }),
         forge: forge_settings(&args.forge)?,
     };
@@ -171,6 +172,7 @@ mod tests {
                     fork_approval: true,
                     command_allowlist: vec![],
                     reply_to_outsiders: true,
+                    priority: 0,
                 }),
                 forge: Some(kiln_proto::api::ForgeInfo {
                     kind: ForgeKind::Gitea,
@@ -189,6 +191,7 @@ mod tests {
                     fork_approval: true,
                     command_allowlist: vec![],
                     reply_to_outsiders: true,
+                    priority: 0,
                 }),
                 forge: None,
             },

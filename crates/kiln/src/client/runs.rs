@@ -269,7 +269,6 @@ mod tests {
             jobs: vec![JobSummary {
                 waiting: None,
                 waiting_reason: None,
-                priority: 0,
                 id: InstanceId(7),
                 job: "test".into(),
                 name: "test (linux)".into(),
@@ -278,6 +277,7 @@ mod tests {
                 agent: Some("build-01".into()),
                 runs_on: vec!["linux".into()],
                 weight: 1,
+                priority: 0,
                 reason: Some("step `cargo test` exited with 101".into()),
                 queued_at: None,
                 started_at: Some(ts("2025-03-01T11:57:02Z")),

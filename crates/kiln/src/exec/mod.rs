@@ -21,7 +21,7 @@ use kiln_exec::port::Cancel;
 use kiln_exec::runner::context::BaseContexts;
 use kiln_exec::runner::{JobObserver, JobRun, run_job};
 use kiln_model::workflow::Workflow;
-use kiln_model::{JobStatus, Value};
+use kiln_model::{Failure, FailureClass, JobStatus, Value};
 use kiln_pipeline::expr::StatusCheck;
 use kiln_pipeline::plan::{Decision, Instance, JobContexts, Plan, plan_job};
 use kiln_proto::results::{
@@ -342,6 +342,7 @@ impl Driver<'_> {
                                 let mut r =
                                     blank_result(wf, n.job, job.id.as_str(), JobStatus::Failure);
                                 r.reason = Some(e.message.clone());
+                                r.failure = Some(Failure::of(FailureClass::Other));
                                 self.printer
                                     .job(node, job.id.as_str())
                                     .note(&format!("error: {e}"));
@@ -575,6 +576,7 @@ fn blank_result(wf: &Workflow, job_index: usize, name: &str, status: JobStatus) 
         matrix: None,
         status,
         reason: None,
+        failure: None,
         attempt: 1,
         agent: Some("local".into()),
         queued_at: None,
@@ -735,6 +737,7 @@ impl JobTask {
         result.outputs = outcome.outputs;
         result.steps = outcome.steps;
         result.deploy = outcome.deploy;
+        result.failure = outcome.failure;
         result.finished_at = Some(Timestamp::now());
         result.duration_ms = clock.elapsed().as_millis() as u64;
         match &result.reason {
@@ -749,6 +752,8 @@ impl JobTask {
     fn fail(self, mut result: JobResult, clock: Instant, reason: String) -> JobResult {
         self.observer.note(&reason);
         result.status = JobStatus::Failure;
+        // Only preparing the workspace fails here: the local `checkout`.
+        result.failure = Some(Failure::of(FailureClass::Checkout));
         result.reason = Some(reason);
         result.finished_at = Some(Timestamp::now());
         result.duration_ms = clock.elapsed().as_millis() as u64;
