@@ -1,18 +1,16 @@
-//! kiln's server: the REST API and agent endpoints ([`api`]), the engine
-//! that drives runs through the store ([`engine`]), repository mirrors
-//! ([`git`]), live logs ([`hub`]), tokens ([`auth`]) and configuration
-//! ([`config`]). The storage adapter is chosen by the caller (the `kiln`
-//! binary) and passed in as `Arc<dyn Store>`.
+//! kiln's server: HTTP only. The REST API and agent endpoints ([`api`]),
+//! tokens ([`auth`]), configuration ([`config`]) and the one table from
+//! engine errors to HTTP statuses ([`error`]). The engine that drives runs
+//! through the store is the `kiln-engine` crate (re-exported here under
+//! its module names); the storage adapter is chosen by the caller (the
+//! `kiln` binary) and passed in as `Arc<dyn Store>`.
 
 pub mod api;
 pub mod auth;
 pub mod config;
-pub mod engine;
 pub mod error;
-pub mod forge;
-pub mod git;
-pub mod hub;
-pub mod triggers;
+
+pub use kiln_engine::{engine, forge, git, hub, triggers};
 
 use engine::{Engine, EngineConfig};
 use jiff::Timestamp;

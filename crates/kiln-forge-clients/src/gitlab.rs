@@ -222,7 +222,7 @@ impl ForgeApi for Gitlab {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forge::testing::{FakeHttp, Reply};
+    use crate::testing::{FakeHttp, Reply};
 
     const PROJECT: &str = "/api/v4/projects/group%2Fsub%2Fapp";
 

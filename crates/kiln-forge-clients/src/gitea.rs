@@ -38,7 +38,7 @@ pub fn gitea(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forge::testing::{FakeHttp, Reply};
+    use crate::testing::{FakeHttp, Reply};
     use kiln_forge::api::{CommitStatus, ForgeApi, Permission, StatusState};
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! Which forge API (if any) serves a repository, and what kiln tells it.
+//! The forges kiln talks to: which forge API (if any) serves a repository.
 //!
 //! The engine asks a [`ForgeDirectory`] for a repository's forge when it
 //! needs one (a comment command's permission check, a reply, a commit
@@ -10,8 +10,10 @@
 //! - [`secret`]: forge tokens sealed at rest;
 //! - [`directory`]: [`StoreForges`](directory::StoreForges), the directory
 //!   over the store's settings;
-//! - [`status`] (pure rules) and [`report`] (the outbox deliverer): commit
-//!   statuses and the pull request comment of every run.
+//!
+//! What kiln tells forges (commit statuses, the pull request comment) is
+//! decided and delivered by the engine (`kiln_engine::forge::{status,
+//! report}`) through these adapters.
 //!
 //! Design note: `docs/design/forge-api.md`.
 
@@ -20,11 +22,9 @@ pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod http;
-pub mod report;
 pub mod secret;
-pub mod status;
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use kiln_forge::api::ForgeApi;
 use kiln_model::RepoId;
@@ -68,7 +68,7 @@ pub struct Outbound {
     /// Seals and opens forge tokens; `None`: forge settings cannot be set.
     pub key: Option<Arc<secret::SecretKey>>,
     /// Wakes the deliverer when a report is requested.
-    pub(crate) wake: tokio::sync::Notify,
+    pub wake: tokio::sync::Notify,
 }
 
 impl Outbound {

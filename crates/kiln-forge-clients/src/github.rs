@@ -259,7 +259,7 @@ pub(crate) fn is_unavailable(e: &ApiError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forge::testing::{FakeHttp, Reply};
+    use crate::testing::{FakeHttp, Reply};
 
     fn api(fake: &FakeHttp) -> GithubLike {
         github(super::super::http::client().unwrap(), &fake.url, "s3cret").unwrap()
