@@ -9,7 +9,7 @@
 //!   gates, results and waiting reasons;
 //! - [`triggers`]: events from forges, polling and schedules become runs;
 //! - [`git`]: bare mirrors of repositories;
-//! - [`hub`]: live-log wake-ups within this process;
+//! - [`signals`]: the wake-ups port (a hint to re-read the store);
 //! - [`forge`]: the forge adapters (from `kiln-forge-clients`) and what
 //!   the engine reports through them.
 //!
@@ -18,5 +18,5 @@
 pub mod engine;
 pub mod forge;
 pub mod git;
-pub mod hub;
+pub mod signals;
 pub mod triggers;

@@ -10,7 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 
-pub use kiln_engine::{engine, forge, git, hub, triggers};
+pub use kiln_engine::{engine, forge, git, signals, triggers};
 
 use engine::{Engine, EngineConfig};
 use jiff::Timestamp;

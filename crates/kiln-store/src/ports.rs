@@ -275,6 +275,12 @@ pub trait TriggerStore: Send + Sync {
     async fn trigger_settings(&self, repo: RepoId) -> Result<TriggerSettings>;
     /// Replace the repository's settings.
     async fn set_trigger_settings(&self, repo: RepoId, settings: &TriggerSettings) -> Result<()>;
+    /// Take the turn to poll `repo`: when its stored next poll is not after
+    /// `now` (or it has none), move it to `next` and answer
+    /// [`PollTurn::Mine`]; otherwise change nothing and answer when it is
+    /// due. Servers sharing a database poll each repository once per
+    /// interval between them.
+    async fn claim_poll(&self, repo: RepoId, now: Timestamp, next: Timestamp) -> Result<PollTurn>;
     /// The refs the last poll saw; `None` before the first (the baseline).
     async fn polled_refs(&self, repo: RepoId) -> Result<Option<BTreeMap<String, String>>>;
     /// Replace the refs polling saw.

@@ -313,6 +313,15 @@ pub struct Candidate {
     pub priority: i32,
 }
 
+/// Whose turn it is to poll a repository ([`crate::TriggerStore::claim_poll`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollTurn {
+    /// This caller polls now; the next poll is due at the `next` it gave.
+    Mine,
+    /// Someone polled already; the next poll is due then.
+    NotDue(Timestamp),
+}
+
 /// An event key to claim together with the runs it creates
 /// ([`crate::RunStore::create_runs`]).
 #[derive(Clone, Debug, PartialEq)]

@@ -14,7 +14,7 @@
 use super::Engine;
 use super::error::{EngineError, EngineResult};
 use super::transition::Input;
-use crate::hub::HubMsg;
+use crate::signals::Topic;
 use jiff::Timestamp;
 use kiln_core::gate::{self, Approval, GateKind, Verdict};
 use kiln_model::{JobStatus, RunId, Value};
@@ -35,15 +35,16 @@ fn short(sha: &str) -> &str {
 impl Engine {
     /// Something a gate depends on changed: settle the gates soon.
     pub(crate) fn gates_changed(&self) {
-        self.gates_dirty.notify_one();
+        self.signals.notify(Topic::Gates);
     }
 
     /// Settle gates forever (spawned by the server).
     pub async fn gatekeeper(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let mut dirty = self.signals.listen(Topic::Gates);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = self.gates_dirty.notified() => {}
+                _ = dirty.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
             if let Err(e) = self.settle_gates().await {
@@ -103,7 +104,7 @@ impl Engine {
                     if self.store.release_entry(e.id, now).await? {
                         tracing::info!(gate = %key.name, run = %e.run, "released");
                         match e.instance {
-                            Some(_) => self.work.notify_waiters(),
+                            Some(_) => self.signals.notify(Topic::Work),
                             None => Box::pin(self.advance(e.run, Input::Start, Vec::new())).await?,
                         }
                     }
@@ -179,7 +180,7 @@ impl Engine {
             .await?;
         if e.instance.is_none() {
             // A held run ended without starting.
-            self.hub.publish(e.run, HubMsg::End(status));
+            self.run_ended(e.run);
             self.forge_news(e.run, e.key.repo).await;
         }
         Ok(())

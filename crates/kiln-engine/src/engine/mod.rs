@@ -17,7 +17,7 @@ pub mod transition;
 pub mod waiting;
 
 use crate::git::Mirrors;
-use crate::hub::{HubMsg, LogHub};
+use crate::signals::{InProcess, Signals, Topic};
 use error::{EngineError, EngineResult};
 use jiff::Timestamp;
 use kiln_core::dispatch::effective_labels;
@@ -32,7 +32,6 @@ use kiln_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
 use transition::{Input, finished, new_graph};
 
 /// Decoded workflows kept in memory (cleared when full).
@@ -61,18 +60,17 @@ pub struct EngineConfig {
 pub struct Engine {
     pub store: Arc<dyn Store>,
     pub mirrors: Mirrors,
-    pub hub: LogHub,
+    /// Wake-ups: queued work, gates, runs' logs and status (a hint to
+    /// re-read the store; see `signals`).
+    pub signals: Arc<dyn Signals>,
     pub cfg: EngineConfig,
     /// The forge API of each repository that has one.
     pub forges: Arc<dyn crate::forge::ForgeDirectory>,
     /// Links, the token key and the report deliverer's wake-up (forge/report.rs).
     pub outbound: crate::forge::Outbound,
-    work: Notify,
     workflows: Mutex<HashMap<RunId, Arc<Workflow>>>,
     claimed: Mutex<HashMap<InstanceId, (RunId, u32, u32)>>,
     run_locks: Mutex<HashMap<RunId, Arc<tokio::sync::Mutex<()>>>>,
-    /// Wakes the gatekeeper (engine/gates.rs).
-    gates_dirty: Notify,
     /// One settling of gates at a time.
     gate_lock: tokio::sync::Mutex<()>,
     /// Holding gate entries already asked to cancel.
@@ -111,15 +109,13 @@ impl Engine {
         Arc::new(Engine {
             store,
             mirrors,
-            hub: LogHub::default(),
+            signals: Arc::new(InProcess::default()),
             cfg,
             forges,
             outbound,
-            work: Notify::new(),
             workflows: Mutex::new(HashMap::new()),
             claimed: Mutex::new(HashMap::new()),
             run_locks: Mutex::new(HashMap::new()),
-            gates_dirty: Notify::new(),
             gate_lock: tokio::sync::Mutex::new(()),
             gate_cancelled: Mutex::new(Default::default()),
             ancestors: Mutex::new(HashMap::new()),
@@ -474,7 +470,7 @@ impl Engine {
             match self.store.apply(run, t).await {
                 Ok(_) => {
                     if fx.queued > 0 {
-                        self.work.notify_waiters();
+                        self.signals.notify(Topic::Work);
                     }
                     if fx.gated || wf_gated(&wf) {
                         self.gates_changed();
@@ -483,8 +479,8 @@ impl Engine {
                         // forge: the run started or ended (Effects.finished).
                         self.forge_news(run, rec.repo).await;
                     }
-                    if let Some(status) = fx.finished {
-                        self.hub.publish(run, HubMsg::End(status));
+                    if fx.finished.is_some() {
+                        self.run_ended(run);
                     }
                     if cancels {
                         // Queued instances cancelled just now must be fed back.
@@ -500,6 +496,12 @@ impl Engine {
         Err(EngineError::Internal(format!(
             "run {run}: too many concurrent updates"
         )))
+    }
+
+    /// A run ended: its followers read the store once more and stop.
+    fn run_ended(&self, run: RunId) {
+        self.signals.notify(Topic::Run(run));
+        self.signals.retire(Topic::Run(run));
     }
 
     /// Feed every terminal-but-unapplied instance to its run graph.
@@ -565,7 +567,7 @@ impl Engine {
                         tracing::warn!(instance = %e.instance, attempt = e.attempt, requeued = e.requeued, "lease expired: agent lost");
                     }
                     if expired.iter().any(|e| e.requeued) {
-                        self.work.notify_waiters();
+                        self.signals.notify(Topic::Work);
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "expiring leases"),
@@ -591,9 +593,8 @@ impl Engine {
             free,
         };
         loop {
-            let notified = self.work.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            // Listen before looking, so work queued in between wakes us.
+            let mut work = self.signals.listen(Topic::Work);
             let now = Timestamp::now();
             // The store picks (labels, weight, priority, fair share, FIFO:
             // `kiln_core::dispatch`) and claims in one transaction.
@@ -642,7 +643,7 @@ impl Engine {
                 }));
             }
             tokio::select! {
-                _ = &mut notified => {}
+                _ = work.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => return Ok(None),
             }
         }
@@ -686,15 +687,7 @@ impl Engine {
             .append_logs(job, agent, attempt, seq, &entries)
             .await?;
         let (run, _, _) = self.whereabouts(job).await?;
-        self.hub.publish(
-            run,
-            HubMsg::Chunk {
-                instance: job,
-                attempt,
-                seq,
-                entries: Arc::new(entries),
-            },
-        );
+        self.signals.notify(Topic::Run(run));
         Ok(())
     }
 
@@ -714,7 +707,7 @@ impl Engine {
             // Its retry policy sent it back to the queue: another attempt,
             // nothing for the run graph yet.
             self.forget(job);
-            self.work.notify_waiters();
+            self.signals.notify(Topic::Work);
             return Ok(());
         }
         let (_, node, index) = self.whereabouts(job).await?;
@@ -748,7 +741,7 @@ impl Engine {
                 })
                 .await?;
             if ended {
-                self.hub.publish(run, HubMsg::End(JobStatus::Cancelled));
+                self.run_ended(run);
                 self.forge_news(run, e.key.repo).await;
                 self.gates_changed();
                 return Ok(());

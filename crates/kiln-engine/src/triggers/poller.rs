@@ -24,7 +24,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use kiln_forge::cron::Cron;
 use kiln_model::RepoId;
-use kiln_store::types::{PullRequestPoll, RepoRecord};
+use kiln_store::types::{PollTurn, PullRequestPoll, RepoRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +52,8 @@ struct Schedules {
 /// Poller state (in memory only: what matters is in the store).
 #[derive(Default)]
 struct State {
+    /// When each repository is due, as last learned from the store (a
+    /// cache: the store's `claim_poll` decides whose turn it is).
     next_poll: HashMap<RepoId, Instant>,
     schedules: HashMap<RepoId, Schedules>,
 }
@@ -111,7 +113,33 @@ impl Engine {
             } else {
                 poll_delay(interval)
             };
-            state.next_poll.insert(repo.id, now + delay);
+            // Take the turn in the store: with several servers on one
+            // database, only one polls each repository per interval.
+            let at = Timestamp::now();
+            let next = at
+                .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or_default())
+                .unwrap_or(at);
+            match self.store.claim_poll(repo.id, at, next).await {
+                Ok(PollTurn::Mine) => {
+                    state.next_poll.insert(repo.id, now + delay);
+                }
+                Ok(PollTurn::NotDue(due)) => {
+                    let wait = due.duration_since(at).unsigned_abs();
+                    state.next_poll.insert(repo.id, now + wait);
+                    // Not our turn to poll, but a server that just started
+                    // still learns the schedules it may have to fire.
+                    if !state.schedules.contains_key(&repo.id)
+                        && let Ok(remote) = self.mirrors.ls_remote(&repo.url).await
+                    {
+                        self.refresh_schedules(repo, &remote, state).await;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(repo = %repo.name, error = %e, "poller: taking the turn");
+                    continue;
+                }
+            }
             match self.mirrors.ls_remote(&repo.url).await {
                 Ok(remote) => {
                     if interval > 0 {

@@ -1,13 +1,14 @@
 //! Logs of a run: a page from the store, or a live Server-Sent Events
 //! stream (`kiln logs -f`). The stream replays what is stored, then, each
-//! time the live channel says a chunk arrived (or that the follower lagged),
-//! reads the store again from its cursor (the last stored chunk id): every
-//! line is sent once and in order, whatever the channel did. It ends with
-//! an `end` event carrying the run's status.
+//! time the run's signal fires (a chunk was stored, the run changed; see
+//! `kiln_engine::signals`), reads the store again from its cursor (the last
+//! stored chunk id): every line is sent once and in order, and nothing but
+//! the store is read, so any server on the database can serve it. It ends
+//! with an `end` event carrying the run's status.
 
 use super::AppState;
 use crate::error::ApiResult;
-use crate::hub::HubMsg;
+use crate::signals::{Listener, Topic};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -19,7 +20,6 @@ use serde::Deserialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
 
 #[derive(Deserialize)]
 pub struct LogQuery {
@@ -58,8 +58,8 @@ pub async fn stream(
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     s.require(&headers, Role::Viewer).await?;
     s.engine.store.run(run).await?;
-    // Subscribe before reading the store, so nothing falls between the two.
-    let rx = s.engine.hub.subscribe(run);
+    // Listen before reading the store, so nothing falls between the two.
+    let rx = s.engine.signals.listen(Topic::Run(run));
     let stream = follow(s.engine.clone(), run, q.job, rx);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
@@ -68,14 +68,14 @@ fn follow(
     engine: std::sync::Arc<crate::engine::Engine>,
     run: RunId,
     job: Option<InstanceId>,
-    rx: tokio::sync::broadcast::Receiver<HubMsg>,
+    rx: Listener,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     /// The stored chunk id is the cursor: reading "after cursor" on every
-    /// wake-up delivers each line once, in order, whatever the live channel
-    /// did (lagged, closed).
+    /// wake-up delivers each line once, in order, however many signals
+    /// came (or were lost).
     struct S {
         engine: std::sync::Arc<crate::engine::Engine>,
-        rx: tokio::sync::broadcast::Receiver<HubMsg>,
+        rx: Listener,
         cursor: i64,
         pending: VecDeque<SseEvent>,
         started: bool,
@@ -114,35 +114,21 @@ fn follow(
             if s.done {
                 return None;
             }
-            if !s.started {
-                s.started = true;
-                if !s.catch_up(run, job).await {
-                    return None;
-                }
-                if let Ok(rec) = s.engine.store.run(run).await
-                    && rec.status.is_terminal()
-                {
+            if s.started {
+                s.rx.changed().await;
+            }
+            s.started = true;
+            if !s.catch_up(run, job).await {
+                return None;
+            }
+            match s.engine.store.run_head(run).await {
+                Ok(rec) if rec.status.is_terminal() => {
+                    // Lines stored just before the end are in the store.
+                    s.catch_up(run, job).await;
                     s.end(rec.status.as_str());
                 }
-                continue;
-            }
-            match s.rx.recv().await {
-                Ok(HubMsg::Chunk { .. }) | Err(RecvError::Lagged(_)) => {
-                    if !s.catch_up(run, job).await {
-                        return None;
-                    }
-                }
-                Ok(HubMsg::End(status)) => {
-                    s.catch_up(run, job).await;
-                    s.end(status.as_str());
-                }
-                Err(RecvError::Closed) => {
-                    s.catch_up(run, job).await;
-                    match s.engine.store.run(run).await {
-                        Ok(rec) if rec.status.is_terminal() => s.end(rec.status.as_str()),
-                        Ok(_) | Err(_) => s.done = true,
-                    }
-                }
+                Ok(_) => {}
+                Err(_) => return None,
             }
         }
     })

@@ -96,6 +96,7 @@ macro_rules! __conformance_cases {
             polled_refs_baseline_and_replace,
             deliveries_and_events_claim_once,
             create_runs_claims_the_event_once,
+            polls_take_turns,
             schedules_compare_and_set,
             pull_request_polls_upsert,
             held_runs_release_once,

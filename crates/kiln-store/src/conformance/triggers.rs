@@ -268,3 +268,23 @@ pub async fn create_runs_claims_the_event_once<S: Store + 'static>(s: S) {
         .unwrap();
     assert_eq!(free.map(|r| r.len()), Some(1));
 }
+
+/// Polling takes turns through the store: the first caller due polls and
+/// moves the next poll; a second one (another server) is told when it is
+/// due and changes nothing; once due, the next caller polls again.
+pub async fn polls_take_turns<S: Store + 'static>(s: S) {
+    let repo = add_repo(&s, "polled").await;
+    assert_eq!(
+        s.claim_poll(repo.id, t(10), t(70)).await.unwrap(),
+        PollTurn::Mine
+    );
+    assert_eq!(
+        s.claim_poll(repo.id, t(11), t(71)).await.unwrap(),
+        PollTurn::NotDue(t(70))
+    );
+    assert_eq!(
+        s.claim_poll(repo.id, t(70), t(130)).await.unwrap(),
+        PollTurn::Mine
+    );
+    assert_not_found(s.claim_poll(RepoId(999), t(1), t(2)).await);
+}

@@ -55,6 +55,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retry_priority",
         include_str!("../../migrations/sqlite/0007_retry_priority.sql"),
     ),
+    (
+        8,
+        "poll_schedule",
+        include_str!("../../migrations/sqlite/0008_poll_schedule.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use super::codec::{from_json, from_ts, to_json, ts};
 use super::runs::insert_run;
 use super::{SqliteStore, backend, commit};
 use crate::ports::{Result, StoreError, TriggerStore};
-use crate::types::{NewRun, PullRequestPoll, RunRecord, ScheduleState, TriggerSettings};
+use crate::types::{NewRun, PollTurn, PullRequestPoll, RunRecord, ScheduleState, TriggerSettings};
 use jiff::Timestamp;
 use kiln_model::{RepoId, RunId};
 use kiln_proto::api::{WaitKind, Waiting};
@@ -145,6 +145,36 @@ impl TriggerStore for SqliteStore {
         let claimed = claim_on(&mut tx, repo, key, now).await?;
         commit(tx).await?;
         Ok(claimed)
+    }
+
+    async fn claim_poll(&self, repo: RepoId, now: Timestamp, next: Timestamp) -> Result<PollTurn> {
+        self.require_repo(repo).await?;
+        let mut tx = self.write().await?;
+        let moved: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO poll_schedule (repo_id, next_at) VALUES (?1, ?2) \
+             ON CONFLICT (repo_id) DO UPDATE SET next_at = excluded.next_at \
+             WHERE poll_schedule.next_at <= ?3 RETURNING next_at",
+        )
+        .bind(repo.0)
+        .bind(ts(next))
+        .bind(ts(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let turn = match moved {
+            Some(_) => PollTurn::Mine,
+            None => {
+                let at: i64 =
+                    sqlx::query_scalar("SELECT next_at FROM poll_schedule WHERE repo_id = ?")
+                        .bind(repo.0)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                PollTurn::NotDue(from_ts(at)?)
+            }
+        };
+        commit(tx).await?;
+        Ok(turn)
     }
 
     async fn event_claimed(&self, repo: RepoId, key: &str) -> Result<bool> {
