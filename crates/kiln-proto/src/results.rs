@@ -11,12 +11,14 @@ pub const RESULTS_SCHEMA: &str = "kiln.results/v1";
 
 /// What `kiln exec --json FILE` writes: one run per workflow executed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResultsDocument {
     pub schema: String,
     pub runs: Vec<RunResult>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunResult {
     /// Workflow file, relative to the repository root.
     pub workflow_file: String,
@@ -34,6 +36,7 @@ pub struct RunResult {
 
 /// One job instance (one matrix combination) and one attempt of it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobResult {
     /// The key under `jobs:`.
     pub job: String,
@@ -63,6 +66,7 @@ pub struct JobResult {
 
 /// What a deploy's health check (and rollback) left the environment in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeployOutcome {
     /// The health check passed (or there was none): the environment runs
@@ -81,6 +85,7 @@ pub enum DeployOutcome {
 
 /// A span of a job's life.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Phase {
     pub kind: PhaseKind,
     /// For steps, the step's display name; otherwise the kind's name.
@@ -90,6 +95,7 @@ pub struct Phase {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum PhaseKind {
     /// Ready to run (needs done) until started.
@@ -106,6 +112,7 @@ pub enum PhaseKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepResult {
     /// 1-based position in the job.
     pub number: u32,

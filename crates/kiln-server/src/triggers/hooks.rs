@@ -43,7 +43,8 @@ pub enum HookError {
 }
 
 /// The answer to an accepted delivery.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = HookAccepted)]
 pub struct Accepted {
     pub repo: String,
     /// The event as the forge named it.
