@@ -4,7 +4,9 @@
 //! written by hand because deriving says the wrong thing:
 //!
 //! - [`Value`] is untagged and has a hand-written `Deserialize`: on the
-//!   wire it is any JSON value, so its schema is the empty one;
+//!   wire it is any JSON value. Its schema lists the six JSON types rather
+//!   than being the empty schema `{}`, which means the same but which
+//!   utoipa's own types cannot read back;
 //! - [`Workflow`] is the validated pipeline IR, a deep tree that only
 //!   kiln's own agent reads (it runs it with the job runner): it is
 //!   published as an opaque object rather than as forty schemas that would
@@ -12,13 +14,20 @@
 
 use crate::value::Value;
 use crate::workflow::Workflow;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 
 impl utoipa::PartialSchema for Value {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
-            .schema_type(SchemaType::AnyValue)
+            .schema_type(SchemaType::from_iter([
+                Type::Null,
+                Type::Boolean,
+                Type::Number,
+                Type::String,
+                Type::Array,
+                Type::Object,
+            ]))
             .description(Some(
                 "Any JSON value (an expression value: null, boolean, number, string, array \
                  or object).",

@@ -21,7 +21,11 @@ use crate::api::LogStream;
 use crate::results::JobResult;
 use jiff::Timestamp;
 use kiln_model::workflow::Workflow;
-use kiln_model::{AgentId, InstanceId, RunId, Value};
+// Named `AnyValue` here, not `Value`: utoipa's derive takes any type
+// named `Value` for serde_json's and writes the type-less schema `{}`,
+// which utoipa's own types cannot read back; under another name the
+// fields refer to kiln-model's `Value` schema (any JSON, spelled out).
+use kiln_model::{AgentId, InstanceId, RunId, Value as AnyValue};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,14 +110,14 @@ pub struct Assignment {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobContexts {
-    pub github: Value,
-    pub inputs: Value,
-    pub needs: Value,
-    pub matrix: Value,
-    pub strategy: Value,
-    pub kiln: Value,
-    pub secrets: Value,
-    pub vars: Value,
+    pub github: AnyValue,
+    pub inputs: AnyValue,
+    pub needs: AnyValue,
+    pub matrix: AnyValue,
+    pub strategy: AnyValue,
+    pub kiln: AnyValue,
+    pub secrets: AnyValue,
+    pub vars: AnyValue,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -2,7 +2,11 @@
 //! step, with where the time went. Schema: `docs/results.md`.
 
 use jiff::Timestamp;
-use kiln_model::{JobStatus, StepStatus, Value};
+// Named `AnyValue` here, not `Value`: utoipa's derive takes any type
+// named `Value` for serde_json's and writes the type-less schema `{}`,
+// which utoipa's own types cannot read back; under another name the
+// fields refer to kiln-model's `Value` schema (any JSON, spelled out).
+use kiln_model::{JobStatus, StepStatus, Value as AnyValue};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -42,7 +46,7 @@ pub struct JobResult {
     pub job: String,
     /// Display name, with the matrix combination (`test (ubuntu, 3.12)`).
     pub name: String,
-    pub matrix: Option<BTreeMap<String, Value>>,
+    pub matrix: Option<BTreeMap<String, AnyValue>>,
     pub status: JobStatus,
     /// Why the job ended as it did, when that is not obvious from the
     /// steps (`timed out after 5m`, `skipped: if condition was false`).

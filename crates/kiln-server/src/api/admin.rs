@@ -203,6 +203,7 @@ pub async fn add_repo(
 #[utoipa::path(
     get,
     path = r::AGENTS,
+    operation_id = "list_agents",
     tag = "admin",
     summary = "Registered agents",
     extensions(("x-kiln-role" = json!("viewer"))),
@@ -248,6 +249,7 @@ pub async fn agents(
 #[utoipa::path(
     get,
     path = r::QUEUE,
+    operation_id = "list_queue",
     tag = "admin",
     summary = "Jobs waiting for an agent, in claim order, each with why it waits",
     extensions(("x-kiln-role" = json!("viewer"))),

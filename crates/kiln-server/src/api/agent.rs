@@ -52,6 +52,7 @@ impl AppState {
 #[utoipa::path(
     post,
     path = r::AGENT_REGISTER,
+    operation_id = "agent_register",
     tag = "agent",
     summary = "Register: an agent id, a session secret and the timings",
     description = "Registering again under the same name replaces the session: the previous \
@@ -93,6 +94,7 @@ pub async fn register(
 #[utoipa::path(
     post,
     path = r::AGENT_CLAIM,
+    operation_id = "agent_claim",
     tag = "agent",
     summary = "Long-poll for a job that fits the agent's labels and free capacity",
     extensions(("x-kiln-role" = json!("agent")), ("x-kiln-session" = json!(true))),
@@ -137,6 +139,7 @@ pub async fn claim(
 #[utoipa::path(
     post,
     path = r::AGENT_HEARTBEAT,
+    operation_id = "agent_heartbeat",
     tag = "agent",
     summary = "Extend the lease; the reply says whether to cancel",
     extensions(("x-kiln-role" = json!("agent")), ("x-kiln-session" = json!(true))),
@@ -162,6 +165,7 @@ pub async fn heartbeat(
 #[utoipa::path(
     post,
     path = r::AGENT_LOGS,
+    operation_id = "agent_logs",
     tag = "agent",
     summary = "Upload a numbered log chunk (a chunk seen before is accepted and ignored)",
     extensions(("x-kiln-role" = json!("agent")), ("x-kiln-session" = json!(true))),
@@ -189,6 +193,7 @@ pub async fn logs(
 #[utoipa::path(
     post,
     path = r::AGENT_COMPLETE,
+    operation_id = "agent_complete",
     tag = "agent",
     summary = "Report the attempt's result (retried until acknowledged)",
     extensions(("x-kiln-role" = json!("agent")), ("x-kiln-session" = json!(true))),

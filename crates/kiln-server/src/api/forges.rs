@@ -86,6 +86,7 @@ async fn repo_named(s: &AppState, name: &str) -> ApiResult<RepoRecord> {
 #[utoipa::path(
     put,
     path = r::REPO_FORGE,
+    operation_id = "set_forge",
     tag = "repos",
     summary = "Set the repository's forge (commit statuses, pull request comments)",
     description = "The token is stored encrypted and never returned.",
@@ -118,6 +119,7 @@ pub async fn set(
 #[utoipa::path(
     delete,
     path = r::REPO_FORGE,
+    operation_id = "remove_forge",
     tag = "repos",
     summary = "Remove the repository's forge",
     extensions(("x-kiln-role" = json!("admin"))),

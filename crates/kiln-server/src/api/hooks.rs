@@ -63,6 +63,7 @@ async fn receive(
 #[utoipa::path(
     post,
     path = r::HOOK_GITHUB,
+    operation_id = "hook_github",
     tag = "hooks",
     summary = "GitHub webhook delivery",
     description = HOOK_DESCRIPTION,
@@ -96,6 +97,7 @@ pub async fn github(
 #[utoipa::path(
     post,
     path = r::HOOK_GITEA,
+    operation_id = "hook_gitea",
     tag = "hooks",
     summary = "Gitea webhook delivery",
     description = HOOK_DESCRIPTION,
@@ -129,6 +131,7 @@ pub async fn gitea(
 #[utoipa::path(
     post,
     path = r::HOOK_FORGEJO,
+    operation_id = "hook_forgejo",
     tag = "hooks",
     summary = "Forgejo webhook delivery",
     description = HOOK_DESCRIPTION,
@@ -162,6 +165,7 @@ pub async fn forgejo(
 #[utoipa::path(
     post,
     path = r::HOOK_GITLAB,
+    operation_id = "hook_gitlab",
     tag = "hooks",
     summary = "GitLab webhook delivery",
     description = HOOK_DESCRIPTION,

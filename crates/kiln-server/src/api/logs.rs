@@ -37,6 +37,7 @@ pub struct LogQuery {
 #[utoipa::path(
     get,
     path = r::RUN_LOGS,
+    operation_id = "run_logs",
     tag = "runs",
     summary = "Stored log lines, oldest first",
     extensions(("x-kiln-role" = json!("viewer"))),
@@ -72,6 +73,7 @@ fn data(e: &LogEntry) -> SseEvent {
 #[utoipa::path(
     get,
     path = r::RUN_LOGS_STREAM,
+    operation_id = "stream_run_logs",
     tag = "runs",
     summary = "Live log lines as Server-Sent Events",
     description = "Replays the stored lines, then follows; every line is sent once and in order.",

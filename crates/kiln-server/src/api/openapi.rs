@@ -54,13 +54,44 @@ pub fn spec() -> &'static utoipa::openapi::OpenApi {
         // The body limit only shapes the router half, which is dropped.
         let mut doc = super::routes(super::MAX_BODY_BYTES).into_openapi();
         roles::apply(&mut doc);
+        absent_not_null(&mut doc);
         doc
     })
+}
+
+/// utoipa writes an optional request body (`Option<Json<T>>`) as a
+/// nullable schema, but the server takes no body or a `T`, never `null`:
+/// keep the body optional (`required` unset) and drop the `null` branch.
+fn absent_not_null(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    use utoipa::openapi::{RefOr, Required};
+    for item in doc.paths.paths.values_mut() {
+        for op in roles::operations_mut(item) {
+            let Some(body) = op.request_body.as_mut() else {
+                continue;
+            };
+            if body.required == Some(Required::True) {
+                continue;
+            }
+            for content in body.content.values_mut() {
+                let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+                    continue;
+                };
+                let mut rest = one_of.items.iter().filter(|s| {
+                    !matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
+                });
+                if let (Some(only), None) = (rest.next(), rest.next()) {
+                    content.schema = Some(only.clone());
+                }
+            }
+        }
+    }
 }
 
 #[utoipa::path(
     get,
     path = r::OPENAPI,
+    operation_id = "openapi",
     tag = "system",
     summary = "This document (OpenAPI 3.1)",
     extensions(("x-kiln-role" = json!("none"))),

@@ -20,6 +20,7 @@ use super::openapi::{ApiErrors, BodyErrors};
 #[utoipa::path(
     post,
     path = r::REPO_TRIGGER,
+    operation_id = "trigger",
     tag = "runs",
     summary = "Trigger runs at a commit",
     extensions(("x-kiln-role" = json!("maintainer"))),
@@ -57,6 +58,7 @@ pub struct ListQuery {
 #[utoipa::path(
     get,
     path = r::RUNS,
+    operation_id = "list_runs",
     tag = "runs",
     summary = "List runs, newest first",
     extensions(("x-kiln-role" = json!("viewer"))),
@@ -90,6 +92,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = r::RUN,
+    operation_id = "show_run",
     tag = "runs",
     summary = "A run with its jobs",
     extensions(("x-kiln-role" = json!("viewer"))),
@@ -134,6 +137,7 @@ pub async fn show(
 #[utoipa::path(
     get,
     path = r::RUN_RESULTS,
+    operation_id = "run_results",
     tag = "runs",
     summary = "The run's results document (docs/results.md)",
     extensions(("x-kiln-role" = json!("viewer"))),
@@ -159,6 +163,7 @@ pub async fn results(
 #[utoipa::path(
     post,
     path = r::RUN_CANCEL,
+    operation_id = "cancel_run",
     tag = "runs",
     summary = "Cancel a run",
     extensions(("x-kiln-role" = json!("maintainer"))),
@@ -188,6 +193,7 @@ pub async fn cancel(
 #[utoipa::path(
     post,
     path = r::RUN_RETRY,
+    operation_id = "retry_run",
     tag = "runs",
     summary = "Run the same workflow at the same commit again",
     description = "The body is optional: without it every job runs again.",
@@ -217,6 +223,7 @@ pub async fn retry(
 #[utoipa::path(
     post,
     path = r::RUN_APPROVE,
+    operation_id = "approve_run",
     tag = "runs",
     summary = "Approve or reject a deploy job waiting for approval (or release a run held for a fork)",
     extensions(("x-kiln-role" = json!("maintainer"))),
@@ -260,6 +267,7 @@ pub async fn approve(
 #[utoipa::path(
     post,
     path = r::REPO_DEPLOY,
+    operation_id = "deploy",
     tag = "repos",
     summary = "Deploy a commit to an environment",
     extensions(("x-kiln-role" = json!("maintainer"))),
@@ -289,6 +297,7 @@ pub async fn deploy(
 #[utoipa::path(
     get,
     path = r::REPO_ENVIRONMENTS,
+    operation_id = "list_environments",
     tag = "repos",
     summary = "Environments: current commit, who deployed it, history",
     extensions(("x-kiln-role" = json!("viewer"))),

@@ -61,13 +61,15 @@ fn kind_name(k: ErrorKind) -> String {
 }
 
 fn error(status: StatusCode, what: &str) -> (String, RefOr<Response>) {
-    let kinds = kinds_for(status)
+    let kinds = kinds_for(status);
+    let words = if kinds.len() == 1 { "kind" } else { "kinds" };
+    let kinds = kinds
         .iter()
         .map(|k| format!("`{k}`"))
         .collect::<Vec<_>>()
         .join(", ");
     let response = ResponseBuilder::new()
-        .description(format!("{what} (`ErrorBody`, kind {kinds})"))
+        .description(format!("{what} (`ErrorBody`, {words} {kinds})"))
         .content(
             "application/json",
             ContentBuilder::new()
@@ -156,10 +158,7 @@ impl IntoResponses for HookErrors {
                 StatusCode::UNAUTHORIZED,
                 "The signature does not verify with any repository's webhook secret",
             ),
-            error(
-                StatusCode::NOT_FOUND,
-                "`?repo=` names no repository"
-            ),
+            error(StatusCode::NOT_FOUND, "`?repo=` names no repository"),
             plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "The body is over `triggers.hook_body_limit_bytes`",

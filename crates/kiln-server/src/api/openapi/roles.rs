@@ -78,7 +78,9 @@ pub(crate) fn apply(doc: &mut OpenApi) {
                     vec![SecurityRequirement::new("bearer", Vec::<String>::new())],
                 ),
                 "viewer" | "maintainer" | "admin" => (
-                    format!("Needs a `{role}` token (or a stronger one: admin ⊃ maintainer ⊃ viewer)."),
+                    format!(
+                        "Needs a `{role}` token (or a stronger one: admin ⊃ maintainer ⊃ viewer)."
+                    ),
                     vec![SecurityRequirement::new("bearer", Vec::<String>::new())],
                 ),
                 // An unknown role is a test failure (tests.rs), not a guess.
