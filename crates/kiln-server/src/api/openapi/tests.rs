@@ -1,7 +1,9 @@
 //! The document against the router that serves it and the wire types it
 //! describes. The route check probes the real router over HTTP: every
 //! (method, path) it answers is in the document and the reverse, so a
-//! route added without documentation fails here.
+//! route added without documentation fails here; and a token of each role
+//! is tried on each operation, so the role the document names is the one
+//! the handler enforces.
 
 use super::errors::kinds_for;
 use super::roles::{ROLE, ROLES, operations_mut};
@@ -360,12 +362,13 @@ async fn served(client: &reqwest::Client, base: &str, method: &str, path: &str) 
     status != 405 && !(status == 404 && body.contains("no such endpoint"))
 }
 
-#[tokio::test]
-async fn the_router_serves_exactly_the_documented_routes() {
+/// The real router over HTTP, on an in-memory store: its base URL and
+/// the store (to add tokens).
+async fn serve() -> (String, Arc<SqliteStore>, tempfile::TempDir) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SqliteStore::open_in_memory().await.expect("store"));
     let engine = Engine::new(
-        store,
+        store.clone(),
         Mirrors::new(tmp.path().join("mirrors")),
         EngineConfig {
             label_aliases: Vec::new(),
@@ -387,6 +390,12 @@ async fn the_router_serves_exactly_the_documented_routes() {
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, store, tmp)
+}
+
+#[tokio::test]
+async fn the_router_serves_exactly_the_documented_routes() {
+    let (base, _store, _tmp) = serve().await;
     let client = reqwest::Client::new();
 
     let doc = doc();
@@ -431,4 +440,108 @@ async fn the_router_serves_exactly_the_documented_routes() {
         .await
         .expect("JSON");
     assert_eq!(served_doc, doc);
+}
+
+/// A body each request schema accepts, so that the handler (which checks
+/// the role) runs instead of the JSON extractor refusing the body.
+fn minimal_body(schema: &str) -> Option<Value> {
+    let job_result = serde_json::json!({
+        "job": "j", "name": "j", "matrix": null, "status": "success", "reason": null,
+        "attempt": 1, "agent": null, "queued_at": null, "started_at": null,
+        "finished_at": null, "duration_ms": 0, "phases": [], "outputs": {}, "steps": []
+    });
+    Some(match schema {
+        "AddRepo" => serde_json::json!({ "name": "x", "url": "" }),
+        "TriggerRequest" | "ApproveRequest" | "RetryRequest" => serde_json::json!({}),
+        "ForgeSettings" => serde_json::json!({ "kind": "github", "token": "" }),
+        "DeployRequest" => serde_json::json!({ "environment": "e", "commit": "c" }),
+        "CreateToken" => serde_json::json!({ "role": "viewer" }),
+        "RegisterRequest" => {
+            serde_json::json!({ "name": "a", "labels": [], "capacity": 1, "version": "v" })
+        }
+        "ClaimRequest" => serde_json::json!({ "agent_id": 1, "free_capacity": 1, "wait_ms": 0 }),
+        "Heartbeat" => serde_json::json!({ "attempt": 1 }),
+        "LogChunk" => serde_json::json!({ "attempt": 1, "seq": 0, "lines": [] }),
+        "Completion" => serde_json::json!({ "attempt": 1, "result": job_result }),
+        _ => return None,
+    })
+}
+
+/// The role an operation documents is the role its handler enforces: a
+/// token of every role either passes the check or gets 403 `forbidden`,
+/// as `Role::allows` says.
+#[tokio::test]
+async fn each_operation_enforces_the_role_it_documents() {
+    use kiln_proto::api::Role;
+    use kiln_store::AuthStore;
+    let (base, store, _tmp) = serve().await;
+    let roles = [Role::Admin, Role::Maintainer, Role::Viewer, Role::Agent];
+    for role in roles {
+        let secret = format!("secret-{}", role.as_str());
+        store
+            .add_token(
+                &crate::auth::hash(&secret),
+                role,
+                None,
+                jiff::Timestamp::now(),
+            )
+            .await
+            .expect("token");
+    }
+    let client = reqwest::Client::new();
+    let doc = doc();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let needed = op[ROLE].as_str().expect("a role");
+            if needed == "none" {
+                continue;
+            }
+            let needed: Role = needed.parse().expect("a role");
+            let body =
+                match op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str() {
+                    Some(r) => {
+                        let name = r.rsplit('/').next().unwrap_or_default();
+                        Some(minimal_body(name).unwrap_or_else(|| panic!("no body for {name}")))
+                    }
+                    None => None,
+                };
+            let url = format!(
+                "{base}{}",
+                path.replace("{repo}", "app")
+                    .replace("{run}", "1")
+                    .replace("{job}", "1")
+            );
+            let method =
+                reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            for role in roles {
+                let mut req = client
+                    .request(method.clone(), &url)
+                    .bearer_auth(format!("secret-{}", role.as_str()));
+                if let Some(b) = &body {
+                    req = req.json(b);
+                }
+                let resp = req.send().await.expect("answer");
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default();
+                let kind = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["kind"].as_str().map(str::to_owned));
+                let forbidden = status == 403 && kind.as_deref() == Some("forbidden");
+                assert_eq!(
+                    forbidden,
+                    !role.allows(needed),
+                    "{method} {path} documents `{}` but a `{}` token got {status} {text}",
+                    needed.as_str(),
+                    role.as_str()
+                );
+                assert!(
+                    ![415, 422].contains(&status),
+                    "{method} {path}: the body did not reach the handler: {status} {text}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 4 * 23, "requests made");
 }
