@@ -1,7 +1,7 @@
 //! The HTTP surface: the REST API under `/api/v1`, the agent endpoints,
 //! `/healthz` and the OpenAPI document. Handlers check the token's role,
 //! call the engine or the store, and map errors through `ApiError`. Each
-//! handler carries its own `#[utoipa::path]` documentation; [`routes`]
+//! handler carries its own `#[utoipa::path]` documentation; `routes`
 //! builds the router and the document from the same list.
 
 mod admin;

@@ -9,7 +9,7 @@
 //! served beside the table.
 //!
 //! Each operation names the role its token needs in the `x-kiln-role`
-//! extension (`none`, `viewer`, `maintainer`, `admin`, `agent`); [`roles`]
+//! extension (`none`, `viewer`, `maintainer`, `admin`, `agent`); `roles`
 //! turns that into the sentence and the security requirement clients read.
 
 mod errors;
