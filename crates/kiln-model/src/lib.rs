@@ -7,6 +7,8 @@
 //! matches are spelled out in full.
 
 pub mod ids;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod retry;
 pub mod status;
 pub mod value;

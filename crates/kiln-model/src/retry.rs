@@ -13,6 +13,7 @@ use std::fmt;
 
 /// Why an attempt failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureClass {
     /// The agent stopped heartbeating: its lease ran out (server only).
@@ -64,6 +65,7 @@ impl fmt::Display for FailureClass {
 /// How a failed attempt failed: its class, and for a step that failed
 /// the job, which step and its exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Failure {
     pub class: FailureClass,
     /// The 1-based number of the step that failed the job, when one did.

@@ -5,6 +5,7 @@ use std::fmt;
 
 /// Where a job (one matrix instance) stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum JobStatus {
     /// Waiting for its `needs`, or for capacity.
@@ -50,6 +51,7 @@ impl fmt::Display for JobStatus {
 /// How one step ended. `outcome` in GitHub's terms is the raw result;
 /// `conclusion` applies `continue-on-error` (see the results document).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum StepStatus {
     Success,

@@ -21,10 +21,15 @@ use crate::api::LogStream;
 use crate::results::JobResult;
 use jiff::Timestamp;
 use kiln_model::workflow::Workflow;
-use kiln_model::{AgentId, InstanceId, RunId, Value};
+// Named `AnyValue` here, not `Value`: utoipa's derive takes any type
+// named `Value` for serde_json's and writes the type-less schema `{}`,
+// which utoipa's own types cannot read back; under another name the
+// fields refer to kiln-model's `Value` schema (any JSON, spelled out).
+use kiln_model::{AgentId, InstanceId, RunId, Value as AnyValue};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     pub name: String,
     pub labels: Vec<String>,
@@ -39,6 +44,7 @@ pub const SESSION_HEADER: &str = "kiln-agent-session";
 /// The secret that names one registration of an agent. Its value is never
 /// printed (`Debug` shows a placeholder); the server keeps only its hash.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct SessionSecret(String);
 
@@ -60,6 +66,7 @@ impl std::fmt::Debug for SessionSecret {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterResponse {
     pub agent_id: AgentId,
     /// Send it in [`SESSION_HEADER`] on every later call.
@@ -69,6 +76,7 @@ pub struct RegisterResponse {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClaimRequest {
     pub agent_id: AgentId,
     /// Capacity units not taken by jobs the agent is running.
@@ -79,6 +87,7 @@ pub struct ClaimRequest {
 
 /// A leased job. Everything the agent needs to run it with the job runner.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Assignment {
     pub job: InstanceId,
     /// The fencing token.
@@ -99,29 +108,33 @@ pub struct Assignment {
 
 /// The job-level expression contexts, computed by the server.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobContexts {
-    pub github: Value,
-    pub inputs: Value,
-    pub needs: Value,
-    pub matrix: Value,
-    pub strategy: Value,
-    pub kiln: Value,
-    pub secrets: Value,
-    pub vars: Value,
+    pub github: AnyValue,
+    pub inputs: AnyValue,
+    pub needs: AnyValue,
+    pub matrix: AnyValue,
+    pub strategy: AnyValue,
+    pub kiln: AnyValue,
+    pub secrets: AnyValue,
+    pub vars: AnyValue,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     pub attempt: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatReply {
     /// Stop the job: a person cancelled it.
     pub cancel: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogChunk {
     pub attempt: u32,
     /// 0, 1, 2, … per attempt; a chunk is stored once.
@@ -130,6 +143,7 @@ pub struct LogChunk {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WireLine {
     pub step: u32,
     pub stream: LogStream,
@@ -138,6 +152,7 @@ pub struct WireLine {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Completion {
     pub attempt: u32,
     /// Steps, outputs and phases as the runner saw them; the server adds

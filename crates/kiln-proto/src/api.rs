@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 /// Every error: a message a person can act on, and its kind for programs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: String,
     /// Absent in answers from servers older than the field: read as
@@ -24,6 +25,7 @@ pub struct ErrorBody {
 /// from it (one table, at the server's edge); two kinds may share a
 /// status (`conflict` and `stale` are both 409), so clients read the kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     /// The request is malformed or asks for something impossible: do not
@@ -57,6 +59,7 @@ pub enum ErrorKind {
 /// What a token may do. Admin ⊃ maintainer ⊃ viewer; agent tokens reach
 /// only the agent endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -106,6 +109,7 @@ impl std::str::FromStr for Role {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddRepo {
     pub name: String,
     /// Any git URL: file://, git://, http(s)://, ssh, or a local path.
@@ -121,6 +125,7 @@ pub struct AddRepo {
 
 /// Trigger settings to give a repository; an unset field keeps its default.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TriggerSettingsRequest {
     /// Seconds between polls of the remote (default 60; 0 turns polling off).
     #[serde(default)]
@@ -146,6 +151,7 @@ pub struct TriggerSettingsRequest {
 /// A repository's trigger settings as the API shows them: the webhook
 /// secret only as whether one is set.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RepoTriggers {
     pub poll_interval_secs: u32,
     pub webhook_secret_set: bool,
@@ -158,6 +164,7 @@ pub struct RepoTriggers {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RepoInfo {
     pub name: String,
     pub url: String,
@@ -172,6 +179,7 @@ pub struct RepoInfo {
 
 /// The kinds of forge kiln talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ForgeKind {
     Github,
@@ -216,6 +224,7 @@ impl std::str::FromStr for ForgeKind {
 /// with [`AddRepo`]). The token goes to the server only: it is stored
 /// encrypted and never sent back.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForgeSettings {
     pub kind: ForgeKind,
     /// The API root requests are made under (`https://api.github.com`,
@@ -244,6 +253,7 @@ impl std::fmt::Debug for ForgeSettings {
 
 /// A repository's forge as the API shows it: everything but the token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForgeInfo {
     pub kind: ForgeKind,
     pub api_url: String,
@@ -256,6 +266,7 @@ pub struct ForgeInfo {
 /// How the reporting of a run to its forge (commit statuses, the pull
 /// request comment) is going.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ForgeReportInfo {
     /// Everything asked so far has reached the forge.
     pub delivered: bool,
@@ -270,6 +281,7 @@ pub struct ForgeReportInfo {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TriggerRequest {
     /// A branch or tag (`main`, `refs/tags/v1`); default: the remote's HEAD.
     #[serde(default)]
@@ -292,11 +304,13 @@ pub struct TriggerRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TriggerResponse {
     pub runs: Vec<RunSummary>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunSummary {
     pub id: RunId,
     pub repo: String,
@@ -318,6 +332,7 @@ pub struct RunSummary {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunDetail {
     #[serde(flatten)]
     pub summary: RunSummary,
@@ -331,6 +346,7 @@ pub struct RunDetail {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobSummary {
     pub id: InstanceId,
     /// The key under `jobs:`.
@@ -361,6 +377,7 @@ pub struct JobSummary {
 /// Why a queued job (or a run held before it starts) waits, in words a
 /// person can act on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WaitingReason {
     pub kind: WaitingKind,
     /// `no online agent has labels [gpu] (online agents have: ...)`,
@@ -369,6 +386,7 @@ pub struct WaitingReason {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum WaitingKind {
     /// No online agent has the job's labels.
@@ -387,6 +405,7 @@ pub enum WaitingKind {
 
 /// Why a queued run or job does not start yet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Waiting {
     pub kind: WaitKind,
     /// The environment or group waited for; for a fork's pull request, why
@@ -395,6 +414,7 @@ pub struct Waiting {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum WaitKind {
     /// A deploy waits for `kiln approve`.
@@ -434,6 +454,7 @@ impl std::fmt::Display for Waiting {
 /// `POST /runs/{run}/approve`: approve or reject a held deploy job (or a
 /// held run, when `job` is absent).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApproveRequest {
     /// The job key under `jobs:` (every waiting instance of it).
     #[serde(default)]
@@ -444,6 +465,7 @@ pub struct ApproveRequest {
 
 /// `POST /repos/{repo}/deploy`: deploy a commit to an environment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeployRequest {
     pub environment: String,
     /// A commit, branch or tag.
@@ -455,6 +477,7 @@ pub struct DeployRequest {
 
 /// An environment of a repository: what it runs and how it got there.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnvironmentInfo {
     pub name: String,
     /// The commit it runs; `None` before its first successful deploy.
@@ -469,6 +492,7 @@ pub struct EnvironmentInfo {
 
 /// One deploy attempt of an environment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeployInfo {
     pub run: RunId,
     pub job: Option<InstanceId>,
@@ -485,6 +509,7 @@ pub struct DeployInfo {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetryRequest {
     /// Rerun only the jobs that did not succeed (and what needs them).
     #[serde(default)]
@@ -493,6 +518,7 @@ pub struct RetryRequest {
 
 /// One stored line of job output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogEntry {
     pub job: InstanceId,
     pub attempt: u32,
@@ -507,12 +533,14 @@ pub struct LogEntry {
 /// `GET run_logs(id)?job=ID&after=CURSOR`. Pass `cursor` back as `after` to
 /// get the lines stored since; an empty `entries` means nothing newer yet.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogsPage {
     pub entries: Vec<LogEntry>,
     pub cursor: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {
     Stdout,
@@ -522,6 +550,7 @@ pub enum LogStream {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentInfo {
     pub id: AgentId,
     pub name: String,
@@ -539,6 +568,7 @@ pub struct AgentInfo {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueuedJob {
     pub id: InstanceId,
     pub run: RunId,
@@ -559,6 +589,7 @@ pub struct QueuedJob {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateToken {
     pub role: Role,
     #[serde(default)]
@@ -566,6 +597,7 @@ pub struct CreateToken {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     /// The secret, shown this once; the server keeps only its hash.
     pub token: String,
@@ -575,3 +607,17 @@ pub struct CreatedToken {
 
 /// Extra run information a trigger may carry into the `github` context.
 pub type EventPayload = BTreeMap<String, Value>;
+
+/// The answer to an accepted webhook delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HookAccepted {
+    pub repo: String,
+    /// The event as the forge named it.
+    pub event: String,
+    pub delivery: Option<String>,
+    /// Seen before: nothing more was done.
+    pub duplicate: bool,
+    /// Work was handed to a background task.
+    pub queued: bool,
+}

@@ -11,6 +11,10 @@
 //! - [`api`]: the public REST API (`/api/v1`);
 //! - [`agent`]: the agent protocol (`/api/v1/agent/...`), see `docs/protocol.md`;
 //! - [`routes`]: every path, in one place.
+//!
+//! With the `openapi` feature every wire type also derives `utoipa`'s
+//! `ToSchema`: the server's OpenAPI document is generated from these
+//! definitions, so it cannot describe a field the wire does not carry.
 
 pub mod agent;
 pub mod api;

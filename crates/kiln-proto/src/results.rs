@@ -2,7 +2,11 @@
 //! step, with where the time went. Schema: `docs/results.md`.
 
 use jiff::Timestamp;
-use kiln_model::{Failure, JobStatus, StepStatus, Value};
+// Named `AnyValue` here, not `Value`: utoipa's derive takes any type
+// named `Value` for serde_json's and writes the type-less schema `{}`,
+// which utoipa's own types cannot read back; under another name the
+// fields refer to kiln-model's `Value` schema (any JSON, spelled out).
+use kiln_model::{Failure, JobStatus, StepStatus, Value as AnyValue};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -11,12 +15,14 @@ pub const RESULTS_SCHEMA: &str = "kiln.results/v1";
 
 /// What `kiln exec --json FILE` writes: one run per workflow executed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResultsDocument {
     pub schema: String,
     pub runs: Vec<RunResult>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunResult {
     /// Workflow file, relative to the repository root.
     pub workflow_file: String,
@@ -34,12 +40,13 @@ pub struct RunResult {
 
 /// One job instance (one matrix combination) and one attempt of it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobResult {
     /// The key under `jobs:`.
     pub job: String,
     /// Display name, with the matrix combination (`test (ubuntu, 3.12)`).
     pub name: String,
-    pub matrix: Option<BTreeMap<String, Value>>,
+    pub matrix: Option<BTreeMap<String, AnyValue>>,
     pub status: JobStatus,
     /// Why the job ended as it did, when that is not obvious from the
     /// steps (`timed out after 5m`, `skipped: if condition was false`).
@@ -69,6 +76,7 @@ pub struct JobResult {
 
 /// What a deploy's health check (and rollback) left the environment in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeployOutcome {
     /// The health check passed (or there was none): the environment runs
@@ -87,6 +95,7 @@ pub enum DeployOutcome {
 
 /// A span of a job's life.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Phase {
     pub kind: PhaseKind,
     /// For steps, the step's display name; otherwise the kind's name.
@@ -96,6 +105,7 @@ pub struct Phase {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum PhaseKind {
     /// Ready to run (needs done) until started.
@@ -112,6 +122,7 @@ pub enum PhaseKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepResult {
     /// 1-based position in the job.
     pub number: u32,

@@ -22,7 +22,6 @@ use jiff::Timestamp;
 use kiln_forge::webhook::{self, Forge, ForgeEvent, VerifyError};
 use kiln_store::StoreError;
 use kiln_store::types::RepoRecord;
-use serde::Serialize;
 use std::sync::Arc;
 
 /// Why a delivery was refused (its HTTP status is in `crate::error`).
@@ -42,18 +41,8 @@ pub enum HookError {
     Store(#[from] StoreError),
 }
 
-/// The answer to an accepted delivery.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Accepted {
-    pub repo: String,
-    /// The event as the forge named it.
-    pub event: String,
-    pub delivery: Option<String>,
-    /// Seen before: nothing more was done.
-    pub duplicate: bool,
-    /// Work was handed to a background task.
-    pub queued: bool,
-}
+/// The answer to an accepted delivery (a wire type).
+pub use kiln_proto::api::HookAccepted as Accepted;
 
 /// Lowercase, without the scheme's user part, a trailing `/` or `.git`:
 /// the forms of one repository's URL compare equal.

@@ -12,18 +12,44 @@ use kiln_proto::api::{
     AddRepo, AgentInfo, CreateToken, CreatedToken, QueuedJob, RepoInfo, RepoTriggers, Role,
     TriggerSettingsRequest,
 };
+use kiln_proto::routes as r;
 use kiln_store::types::TriggerSettings;
 use std::collections::HashMap;
 
-pub async fn healthz(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+use super::openapi::{ApiErrors, BodyErrors, PublicErrors};
+
+/// `/healthz`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`: the server answers and its store does.
+    pub status: &'static str,
+}
+
+#[utoipa::path(
+    get,
+    path = r::HEALTHZ,
+    tag = "system",
+    summary = "Health check: the server and its store answer",
+    extensions(("x-kiln-role" = json!("none"))),
+    responses((status = 200, description = "Healthy", body = Health), PublicErrors)
+)]
+pub async fn healthz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
     s.engine.store.token_count().await?;
-    Ok(Json(serde_json::json!({ "status": "ok" })))
+    Ok(Json(Health { status: "ok" }))
 }
 
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint: see /api/v1/openapi.json".into())
 }
 
+#[utoipa::path(
+    get,
+    path = r::REPOS,
+    tag = "repos",
+    summary = "List repositories",
+    extensions(("x-kiln-role" = json!("viewer"))),
+    responses((status = 200, description = "Every repository", body = Vec<RepoInfo>), ApiErrors)
+)]
 pub async fn list_repos(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -104,6 +130,19 @@ fn settings_from(req: Option<&TriggerSettingsRequest>) -> ApiResult<TriggerSetti
 /// first poll takes the baseline instead).
 const BASELINE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+#[utoipa::path(
+    post,
+    path = r::REPOS,
+    tag = "repos",
+    summary = "Add a repository (any git URL)",
+    extensions(("x-kiln-role" = json!("admin"))),
+    request_body = AddRepo,
+    responses(
+        (status = 200, description = "The repository as stored", body = RepoInfo),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn add_repo(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -171,6 +210,15 @@ pub async fn add_repo(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = r::AGENTS,
+    operation_id = "list_agents",
+    tag = "admin",
+    summary = "Registered agents",
+    extensions(("x-kiln-role" = json!("viewer"))),
+    responses((status = 200, description = "Every registered agent", body = Vec<AgentInfo>), ApiErrors)
+)]
 pub async fn agents(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -208,6 +256,15 @@ pub async fn agents(
     Ok(Json(out))
 }
 
+#[utoipa::path(
+    get,
+    path = r::QUEUE,
+    operation_id = "list_queue",
+    tag = "admin",
+    summary = "Jobs waiting for an agent, in claim order, each with why it waits",
+    extensions(("x-kiln-role" = json!("viewer"))),
+    responses((status = 200, description = "The queue", body = Vec<QueuedJob>), ApiErrors)
+)]
 pub async fn queue(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -241,6 +298,19 @@ pub async fn queue(
     Ok(Json(out))
 }
 
+#[utoipa::path(
+    post,
+    path = r::TOKENS,
+    tag = "admin",
+    summary = "Create a token (its secret is shown once)",
+    extensions(("x-kiln-role" = json!("admin"))),
+    request_body = CreateToken,
+    responses(
+        (status = 200, description = "The new token", body = CreatedToken),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn create_token(
     State(s): State<AppState>,
     headers: HeaderMap,

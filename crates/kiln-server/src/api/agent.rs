@@ -13,12 +13,15 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use kiln_model::InstanceId;
 use kiln_proto::agent::{
-    ClaimRequest, Completion, Heartbeat, HeartbeatReply, LogChunk, RegisterRequest,
+    Assignment, ClaimRequest, Completion, Heartbeat, HeartbeatReply, LogChunk, RegisterRequest,
     RegisterResponse, SESSION_HEADER, SessionSecret,
 };
 use kiln_proto::api::Role;
+use kiln_proto::routes as r;
 use kiln_store::types::AgentRecord;
 use std::time::Duration;
+
+use super::openapi::{ApiErrors, BodyErrors};
 
 impl AppState {
     /// The agent token's role, then the agent named by the session header.
@@ -46,6 +49,22 @@ impl AppState {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = r::AGENT_REGISTER,
+    operation_id = "agent_register",
+    tag = "agent",
+    summary = "Register: an agent id, a session secret and the timings",
+    description = "Registering again under the same name replaces the session: the previous \
+                   one gets 401.",
+    extensions(("x-kiln-role" = json!("agent"))),
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Registered", body = RegisterResponse),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn register(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -72,6 +91,21 @@ pub async fn register(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = r::AGENT_CLAIM,
+    operation_id = "agent_claim",
+    tag = "agent",
+    summary = "Long-poll for a job that fits the agent's labels and free capacity",
+    extensions(("x-kiln-role" = json!("agent")), ("x-kiln-session" = json!(true))),
+    request_body = ClaimRequest,
+    responses(
+        (status = 200, description = "A leased job; its `attempt` is the fencing token", body = Assignment),
+        (status = 204, description = "No job within `wait_ms`"),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn claim(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -102,6 +136,21 @@ pub async fn claim(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = r::AGENT_HEARTBEAT,
+    operation_id = "agent_heartbeat",
+    tag = "agent",
+    summary = "Extend the lease; the reply says whether to cancel",
+    extensions(("x-kiln-role" = json!("agent")), ("x-kiln-session" = json!(true))),
+    params(("job" = InstanceId, Path, description = "The job instance the attempt belongs to")),
+    request_body = Heartbeat,
+    responses(
+        (status = 200, description = "The lease is extended", body = HeartbeatReply),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn heartbeat(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -113,6 +162,21 @@ pub async fn heartbeat(
     Ok(Json(HeartbeatReply { cancel }))
 }
 
+#[utoipa::path(
+    post,
+    path = r::AGENT_LOGS,
+    operation_id = "agent_logs",
+    tag = "agent",
+    summary = "Upload a numbered log chunk (a chunk seen before is accepted and ignored)",
+    extensions(("x-kiln-role" = json!("agent")), ("x-kiln-session" = json!(true))),
+    params(("job" = InstanceId, Path, description = "The job instance the attempt belongs to")),
+    request_body = LogChunk,
+    responses(
+        (status = 204, description = "Stored (or seen before)"),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn logs(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -126,6 +190,21 @@ pub async fn logs(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = r::AGENT_COMPLETE,
+    operation_id = "agent_complete",
+    tag = "agent",
+    summary = "Report the attempt's result (retried until acknowledged)",
+    extensions(("x-kiln-role" = json!("agent")), ("x-kiln-session" = json!(true))),
+    params(("job" = InstanceId, Path, description = "The job instance the attempt belongs to")),
+    request_body = Completion,
+    responses(
+        (status = 204, description = "Recorded"),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn complete(
     State(s): State<AppState>,
     headers: HeaderMap,

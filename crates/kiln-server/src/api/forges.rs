@@ -9,7 +9,10 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use jiff::Timestamp;
 use kiln_proto::api::{ForgeInfo, ForgeSettings, RepoInfo, Role};
+use kiln_proto::routes as r;
 use kiln_store::types::{ForgeRecord, RepoRecord};
+
+use super::openapi::{ApiErrors, BodyErrors};
 
 /// What the API shows of a stored forge.
 pub(crate) fn info(f: &ForgeRecord) -> ForgeInfo {
@@ -80,6 +83,22 @@ async fn repo_named(s: &AppState, name: &str) -> ApiResult<RepoRecord> {
         .ok_or_else(|| ApiError::NotFound(format!("repository `{name}`")))
 }
 
+#[utoipa::path(
+    put,
+    path = r::REPO_FORGE,
+    operation_id = "set_forge",
+    tag = "repos",
+    summary = "Set the repository's forge (commit statuses, pull request comments)",
+    description = "The token is stored encrypted and never returned.",
+    extensions(("x-kiln-role" = json!("admin"))),
+    params(("repo" = String, Path, description = "The repository's name in kiln")),
+    request_body = ForgeSettings,
+    responses(
+        (status = 200, description = "The repository, with its forge (never the token)", body = RepoInfo),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn set(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -97,6 +116,19 @@ pub async fn set(
     )))
 }
 
+#[utoipa::path(
+    delete,
+    path = r::REPO_FORGE,
+    operation_id = "remove_forge",
+    tag = "repos",
+    summary = "Remove the repository's forge",
+    extensions(("x-kiln-role" = json!("admin"))),
+    params(("repo" = String, Path, description = "The repository's name in kiln")),
+    responses(
+        (status = 200, description = "The repository, without a forge", body = RepoInfo),
+        ApiErrors,
+    )
+)]
 pub async fn remove(
     State(s): State<AppState>,
     headers: HeaderMap,

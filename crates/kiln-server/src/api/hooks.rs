@@ -11,13 +11,26 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kiln_forge::webhook::Forge;
+use kiln_proto::routes as r;
 use serde::Deserialize;
 
+use super::openapi::HookErrors;
+use crate::triggers::hooks::Accepted;
+
 /// `?repo=NAME`: verify with that repository's secret only.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HookQuery {
+    /// The kiln repository whose secret verifies the delivery; without it
+    /// every repository with a secret is tried.
     pub repo: Option<String>,
 }
+
+/// What every receiver does, in the document's words.
+const HOOK_DESCRIPTION: &str = "No token: the body is verified with the signature header \
+    against the repository's webhook secret before it is read. Answers at once; runs are \
+    created after. A delivery id seen before is answered as a duplicate and starts nothing. \
+    Bodies over `triggers.hook_body_limit_bytes` get 413.";
 
 async fn receive(
     s: AppState,
@@ -47,6 +60,31 @@ async fn receive(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = r::HOOK_GITHUB,
+    operation_id = "hook_github",
+    tag = "hooks",
+    summary = "GitHub webhook delivery",
+    description = HOOK_DESCRIPTION,
+    extensions(("x-kiln-role" = json!("none"))),
+    params(
+        HookQuery,
+        ("X-Hub-Signature-256" = String, Header, description = "HMAC-SHA256 of the body with the webhook secret"),
+        ("X-GitHub-Event" = String, Header, description = "The event's name"),
+        ("X-GitHub-Delivery" = Option<String>, Header, description = "The delivery's id, for deduplication"),
+    ),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "The forge's event payload, verbatim: the signature covers these bytes",
+    ),
+    responses(
+        (status = 200, description = "Accepted; nothing to do (a ping, an ignored event, a duplicate delivery)", body = Accepted),
+        (status = 202, description = "Accepted; the event is being handled", body = Accepted),
+        HookErrors,
+    )
+)]
 pub async fn github(
     State(s): State<AppState>,
     Query(q): Query<HookQuery>,
@@ -56,6 +94,31 @@ pub async fn github(
     receive(s, Forge::GitHub, q, headers, body).await
 }
 
+#[utoipa::path(
+    post,
+    path = r::HOOK_GITEA,
+    operation_id = "hook_gitea",
+    tag = "hooks",
+    summary = "Gitea webhook delivery",
+    description = HOOK_DESCRIPTION,
+    extensions(("x-kiln-role" = json!("none"))),
+    params(
+        HookQuery,
+        ("X-Gitea-Signature" = String, Header, description = "HMAC-SHA256 of the body with the webhook secret"),
+        ("X-Gitea-Event" = String, Header, description = "The event's name"),
+        ("X-Gitea-Delivery" = Option<String>, Header, description = "The delivery's id, for deduplication"),
+    ),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "The forge's event payload, verbatim: the signature covers these bytes",
+    ),
+    responses(
+        (status = 200, description = "Accepted; nothing to do (a ping, an ignored event, a duplicate delivery)", body = Accepted),
+        (status = 202, description = "Accepted; the event is being handled", body = Accepted),
+        HookErrors,
+    )
+)]
 pub async fn gitea(
     State(s): State<AppState>,
     Query(q): Query<HookQuery>,
@@ -65,6 +128,31 @@ pub async fn gitea(
     receive(s, Forge::Gitea, q, headers, body).await
 }
 
+#[utoipa::path(
+    post,
+    path = r::HOOK_FORGEJO,
+    operation_id = "hook_forgejo",
+    tag = "hooks",
+    summary = "Forgejo webhook delivery",
+    description = HOOK_DESCRIPTION,
+    extensions(("x-kiln-role" = json!("none"))),
+    params(
+        HookQuery,
+        ("X-Forgejo-Signature" = String, Header, description = "HMAC-SHA256 of the body with the webhook secret (or `X-Gitea-Signature`)"),
+        ("X-Forgejo-Event" = String, Header, description = "The event's name (or `X-Gitea-Event`)"),
+        ("X-Forgejo-Delivery" = Option<String>, Header, description = "The delivery's id, for deduplication (or `X-Gitea-Delivery`)"),
+    ),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "The forge's event payload, verbatim: the signature covers these bytes",
+    ),
+    responses(
+        (status = 200, description = "Accepted; nothing to do (a ping, an ignored event, a duplicate delivery)", body = Accepted),
+        (status = 202, description = "Accepted; the event is being handled", body = Accepted),
+        HookErrors,
+    )
+)]
 pub async fn forgejo(
     State(s): State<AppState>,
     Query(q): Query<HookQuery>,
@@ -74,6 +162,31 @@ pub async fn forgejo(
     receive(s, Forge::Forgejo, q, headers, body).await
 }
 
+#[utoipa::path(
+    post,
+    path = r::HOOK_GITLAB,
+    operation_id = "hook_gitlab",
+    tag = "hooks",
+    summary = "GitLab webhook delivery",
+    description = HOOK_DESCRIPTION,
+    extensions(("x-kiln-role" = json!("none"))),
+    params(
+        HookQuery,
+        ("X-Gitlab-Token" = String, Header, description = "The delivery's secret token"),
+        ("X-Gitlab-Event" = String, Header, description = "The event's name"),
+        ("X-Gitlab-Event-UUID" = Option<String>, Header, description = "The delivery's id, for deduplication (or `Idempotency-Key`)"),
+    ),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "The forge's event payload, verbatim: the signature covers these bytes",
+    ),
+    responses(
+        (status = 200, description = "Accepted; nothing to do (a ping, an ignored event, a duplicate delivery)", body = Accepted),
+        (status = 202, description = "Accepted; the event is being handled", body = Accepted),
+        HookErrors,
+    )
+)]
 pub async fn gitlab(
     State(s): State<AppState>,
     Query(q): Query<HookQuery>,

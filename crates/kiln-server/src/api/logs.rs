@@ -16,17 +16,37 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use kiln_model::{InstanceId, RunId};
 use kiln_proto::api::{LogEntry, LogsPage, Role};
+use kiln_proto::routes as r;
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-#[derive(Deserialize)]
+use super::openapi::ApiErrors;
+
+/// `?job=ID&after=CURSOR`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// Only this job instance's lines.
     job: Option<InstanceId>,
+    /// Only lines stored after this cursor (a page's `cursor`); default 0.
     after: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = r::RUN_LOGS,
+    operation_id = "run_logs",
+    tag = "runs",
+    summary = "Stored log lines, oldest first",
+    extensions(("x-kiln-role" = json!("viewer"))),
+    params(("run" = RunId, Path, description = "The run's id"), LogQuery),
+    responses(
+        (status = 200, description = "A page of lines; pass `cursor` back as `after`", body = LogsPage),
+        ApiErrors,
+    )
+)]
 pub async fn page(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -50,6 +70,20 @@ fn data(e: &LogEntry) -> SseEvent {
     SseEvent::default().data(serde_json::to_string(e).unwrap_or_default())
 }
 
+#[utoipa::path(
+    get,
+    path = r::RUN_LOGS_STREAM,
+    operation_id = "stream_run_logs",
+    tag = "runs",
+    summary = "Live log lines as Server-Sent Events",
+    description = "Replays the stored lines, then follows; every line is sent once and in order.",
+    extensions(("x-kiln-role" = json!("viewer"))),
+    params(("run" = RunId, Path, description = "The run's id"), LogQuery),
+    responses(
+        (status = 200, description = "An event stream: each `data` is a `LogEntry` as JSON; a last `end` event carries the run's status", content_type = "text/event-stream", body = LogEntry),
+        ApiErrors,
+    )
+)]
 pub async fn stream(
     State(s): State<AppState>,
     headers: HeaderMap,

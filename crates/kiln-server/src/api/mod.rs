@@ -1,6 +1,8 @@
 //! The HTTP surface: the REST API under `/api/v1`, the agent endpoints,
 //! `/healthz` and the OpenAPI document. Handlers check the token's role,
-//! call the engine or the store, and map errors through `ApiError`.
+//! call the engine or the store, and map errors through `ApiError`. Each
+//! handler carries its own `#[utoipa::path]` documentation; `routes`
+//! builds the router and the document from the same list.
 
 mod admin;
 mod agent;
@@ -14,12 +16,14 @@ use crate::auth;
 use crate::engine::Engine;
 use crate::error::ApiResult;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
-use axum::routing::{get, post, put};
 use kiln_proto::api::{JobSummary, Role, RunSummary};
-use kiln_proto::routes as r;
 use kiln_store::types::{InstanceRecord, RunRecord};
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -38,38 +42,50 @@ impl AppState {
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    let hook_limit = axum::extract::DefaultBodyLimit::max(state.engine.cfg.hook_body_limit);
-    Router::new()
-        .route(r::HOOK_GITHUB, post(hooks::github).layer(hook_limit))
-        .route(r::HOOK_GITEA, post(hooks::gitea).layer(hook_limit))
-        .route(r::HOOK_FORGEJO, post(hooks::forgejo).layer(hook_limit))
-        .route(r::HOOK_GITLAB, post(hooks::gitlab).layer(hook_limit))
-        .route(r::HEALTHZ, get(admin::healthz))
-        .route(r::OPENAPI, get(openapi::document))
-        .route(r::REPOS, get(admin::list_repos).post(admin::add_repo))
-        .route(r::REPO_TRIGGER, post(runs::trigger))
-        .route(r::REPO_FORGE, put(forges::set).delete(forges::remove))
-        .route(r::RUNS, get(runs::list))
-        .route(r::RUN, get(runs::show))
-        .route(r::RUN_RESULTS, get(runs::results))
-        .route(r::RUN_LOGS, get(logs::page))
-        .route(r::RUN_LOGS_STREAM, get(logs::stream))
-        .route(r::RUN_CANCEL, post(runs::cancel))
-        .route(r::RUN_RETRY, post(runs::retry))
-        .route(r::RUN_APPROVE, post(runs::approve))
-        .route(r::REPO_DEPLOY, post(runs::deploy))
-        .route(r::REPO_ENVIRONMENTS, get(runs::environments))
-        .route(r::AGENTS, get(admin::agents))
-        .route(r::QUEUE, get(admin::queue))
-        .route(r::TOKENS, post(admin::create_token))
-        .route(r::AGENT_REGISTER, post(agent::register))
-        .route(r::AGENT_CLAIM, post(agent::claim))
-        .route(r::AGENT_HEARTBEAT, post(agent::heartbeat))
-        .route(r::AGENT_LOGS, post(agent::logs))
-        .route(r::AGENT_COMPLETE, post(agent::complete))
-        .fallback(admin::not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+    let (api, _doc) = routes(state.engine.cfg.hook_body_limit).split_for_parts();
+    api.fallback(admin::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// The route table: every route with its documentation. The router and
+/// the OpenAPI document are its two halves, so a route cannot be served
+/// without being described. One `routes!` per path: handlers grouped in
+/// one call share one method router, and each is served at every path
+/// of the group.
+pub(crate) fn routes(hook_body_limit: usize) -> OpenApiRouter<AppState> {
+    // Webhooks get their own body limit (the forge's payloads, not ours).
+    let hooks = OpenApiRouter::new()
+        .routes(routes!(hooks::github))
+        .routes(routes!(hooks::gitea))
+        .routes(routes!(hooks::forgejo))
+        .routes(routes!(hooks::gitlab))
+        .layer(DefaultBodyLimit::max(hook_body_limit));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(hooks)
+        .routes(routes!(admin::healthz))
+        .routes(routes!(openapi::document))
+        .routes(routes!(admin::list_repos, admin::add_repo))
+        .routes(routes!(runs::trigger))
+        .routes(routes!(forges::set, forges::remove))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::show))
+        .routes(routes!(runs::results))
+        .routes(routes!(logs::page))
+        .routes(routes!(logs::stream))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(runs::retry))
+        .routes(routes!(runs::approve))
+        .routes(routes!(runs::deploy))
+        .routes(routes!(runs::environments))
+        .routes(routes!(admin::agents))
+        .routes(routes!(admin::queue))
+        .routes(routes!(admin::create_token))
+        .routes(routes!(agent::register))
+        .routes(routes!(agent::claim))
+        .routes(routes!(agent::heartbeat))
+        .routes(routes!(agent::logs))
+        .routes(routes!(agent::complete))
 }
 
 pub(crate) fn run_summary(r: &RunRecord) -> RunSummary {

@@ -12,8 +12,26 @@ use kiln_proto::api::{
     RunSummary, TriggerRequest, TriggerResponse,
 };
 use kiln_proto::results::RunResult;
+use kiln_proto::routes as r;
 use serde::Deserialize;
 
+use super::openapi::{ApiErrors, BodyErrors};
+
+#[utoipa::path(
+    post,
+    path = r::REPO_TRIGGER,
+    operation_id = "trigger",
+    tag = "runs",
+    summary = "Trigger runs at a commit",
+    extensions(("x-kiln-role" = json!("maintainer"))),
+    params(("repo" = String, Path, description = "The repository's name in kiln")),
+    request_body = TriggerRequest,
+    responses(
+        (status = 200, description = "The runs created, one per workflow that runs on the event", body = TriggerResponse),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn trigger(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -27,12 +45,29 @@ pub async fn trigger(
     }))
 }
 
-#[derive(Deserialize)]
+/// `?repo=NAME&limit=N`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this repository's runs.
     repo: Option<String>,
+    /// At most this many (default 50, at most 1000).
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = r::RUNS,
+    operation_id = "list_runs",
+    tag = "runs",
+    summary = "List runs, newest first",
+    extensions(("x-kiln-role" = json!("viewer"))),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The runs", body = Vec<RunSummary>),
+        ApiErrors,
+    )
+)]
 pub async fn list(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -54,6 +89,19 @@ pub async fn list(
     Ok(Json(runs.iter().map(run_summary).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = r::RUN,
+    operation_id = "show_run",
+    tag = "runs",
+    summary = "A run with its jobs",
+    extensions(("x-kiln-role" = json!("viewer"))),
+    params(("run" = RunId, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run", body = RunDetail),
+        ApiErrors,
+    )
+)]
 pub async fn show(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -86,6 +134,19 @@ pub async fn show(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = r::RUN_RESULTS,
+    operation_id = "run_results",
+    tag = "runs",
+    summary = "The run's results document (docs/results.md)",
+    extensions(("x-kiln-role" = json!("viewer"))),
+    params(("run" = RunId, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run's results", body = RunResult),
+        ApiErrors,
+    )
+)]
 pub async fn results(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -99,6 +160,19 @@ pub async fn results(
     Ok(Json(run_result(&rec, &instances, &attempts)))
 }
 
+#[utoipa::path(
+    post,
+    path = r::RUN_CANCEL,
+    operation_id = "cancel_run",
+    tag = "runs",
+    summary = "Cancel a run",
+    extensions(("x-kiln-role" = json!("maintainer"))),
+    params(("run" = RunId, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run, cancelling", body = RunSummary),
+        ApiErrors,
+    )
+)]
 pub async fn cancel(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -116,6 +190,22 @@ pub async fn cancel(
     Ok(Json(run_summary(&s.engine.store.run(run).await?)))
 }
 
+#[utoipa::path(
+    post,
+    path = r::RUN_RETRY,
+    operation_id = "retry_run",
+    tag = "runs",
+    summary = "Run the same workflow at the same commit again",
+    description = "The body is optional: without it every job runs again.",
+    extensions(("x-kiln-role" = json!("maintainer"))),
+    params(("run" = RunId, Path, description = "The run's id")),
+    request_body = Option<RetryRequest>,
+    responses(
+        (status = 200, description = "The new run", body = RunSummary),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn retry(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -130,6 +220,21 @@ pub async fn retry(
 
 /// Approve or reject a job waiting for approval (or release a run held
 /// for a fork's pull request, without `job`).
+#[utoipa::path(
+    post,
+    path = r::RUN_APPROVE,
+    operation_id = "approve_run",
+    tag = "runs",
+    summary = "Approve or reject a deploy job waiting for approval (or release a run held for a fork)",
+    extensions(("x-kiln-role" = json!("maintainer"))),
+    params(("run" = RunId, Path, description = "The run's id")),
+    request_body = ApproveRequest,
+    responses(
+        (status = 200, description = "The run after the decision", body = RunDetail),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn approve(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -159,6 +264,21 @@ pub async fn approve(
 }
 
 /// Deploy a commit to an environment (`kiln deploy`).
+#[utoipa::path(
+    post,
+    path = r::REPO_DEPLOY,
+    operation_id = "deploy",
+    tag = "repos",
+    summary = "Deploy a commit to an environment",
+    extensions(("x-kiln-role" = json!("maintainer"))),
+    params(("repo" = String, Path, description = "The repository's name in kiln")),
+    request_body = DeployRequest,
+    responses(
+        (status = 200, description = "The deploy run", body = TriggerResponse),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
 pub async fn deploy(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -174,6 +294,19 @@ pub async fn deploy(
 }
 
 /// Each environment's current commit and deploy history (`kiln envs`).
+#[utoipa::path(
+    get,
+    path = r::REPO_ENVIRONMENTS,
+    operation_id = "list_environments",
+    tag = "repos",
+    summary = "Environments: current commit, who deployed it, history",
+    extensions(("x-kiln-role" = json!("viewer"))),
+    params(("repo" = String, Path, description = "The repository's name in kiln")),
+    responses(
+        (status = 200, description = "The repository's environments", body = Vec<EnvironmentInfo>),
+        ApiErrors,
+    )
+)]
 pub async fn environments(
     State(s): State<AppState>,
     headers: HeaderMap,
