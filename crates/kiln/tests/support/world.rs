@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 /// How long any wait in a world may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// One setup step, run against the started world.
+type Step = Box<dyn FnOnce(&mut World)>;
+
 /// What a world starts with; `start` makes it.
 pub struct Builder {
     prefix: String,
@@ -34,7 +37,7 @@ pub struct Builder {
     env: Vec<(String, String)>,
     trace_git: bool,
     /// Each step runs against the started world, in order.
-    steps: Vec<Box<dyn FnOnce(&mut World)>>,
+    steps: Vec<Step>,
 }
 
 impl Builder {
