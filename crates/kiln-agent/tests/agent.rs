@@ -172,11 +172,16 @@ jobs:
 async fn runs_jobs_side_by_side_within_capacity() {
     let fake = Fake::start().await;
     let mut agent = Agent::start(&fake.url);
-    // Two jobs of weight 1 on capacity 2: both run at once; each waits
-    // for the other's flag file, so they finish only if both run.
+    // Two jobs of weight 1 on capacity 2: both run at once; they meet on
+    // two FIFOs (opening one blocks until the other side opens it), so
+    // they finish only if both run.
     let dir = tempfile::tempdir().unwrap();
-    let flag = |n: u32| dir.path().join(format!("flag-{n}"));
-    for (id, mine, other) in [(1, flag(1), flag(2)), (2, flag(2), flag(1))] {
+    let (there, back) = (fifo(dir.path(), "there"), fifo(dir.path(), "back"));
+    let scripts = [
+        format!("echo hello > {there}\n          read _ < {back}"),
+        format!("read _ < {there}\n          echo hello > {back}"),
+    ];
+    for (id, script) in [(1, &scripts[0]), (2, &scripts[1])] {
         let wf = workflow(&format!(
             r#"
 on: push
@@ -185,11 +190,8 @@ jobs:
     runs-on: linux
     steps:
       - run: |
-          touch {mine}
-          while [ ! -e {other} ]; do sleep 0.02; done
-"#,
-            mine = mine.display(),
-            other = other.display()
+          {script}
+"#
         ));
         fake.queue(assignment(id, 1, wf));
     }
@@ -405,7 +407,7 @@ async fn waits_for_the_server_and_rides_out_its_restart() {
     let mut fake = Fake::serve(listener);
 
     let dir = tempfile::tempdir().unwrap();
-    let go = dir.path().join("go");
+    let go = fifo(dir.path(), "go");
     let wf = workflow(&format!(
         r#"
 on: push
@@ -415,10 +417,10 @@ jobs:
     steps:
       - run: |
           echo before
-          while [ ! -e {go} ]; do sleep 0.02; done
+          read _ < {go}
           echo after
 "#,
-        go = go.display()
+        go = go
     ));
     let job = InstanceId(6);
     fake.queue(assignment(6, 1, wf));
@@ -430,7 +432,8 @@ jobs:
         matches!(s, Seen::Failed("heartbeat")).then_some(())
     })
     .await;
-    std::fs::write(&go, "").unwrap();
+    // The step is blocked reading the FIFO: this lets it go on.
+    tokio::fs::write(&go, "go\n").await.unwrap();
     fake.wait("a log upload while down", |s| {
         matches!(s, Seen::Failed("logs")).then_some(())
     })
@@ -604,7 +607,7 @@ async fn shutdown_stops_claiming_and_lets_running_jobs_finish() {
     let mut fake = Fake::start().await;
     let mut agent = Agent::start(&fake.url);
     let dir = tempfile::tempdir().unwrap();
-    let go = dir.path().join("go");
+    let go = fifo(dir.path(), "go");
     let wf = workflow(&format!(
         r#"
 on: push
@@ -614,10 +617,10 @@ jobs:
     steps:
       - run: |
           echo waiting
-          while [ ! -e {go} ]; do sleep 0.02; done
+          read _ < {go}
           echo finishing
 "#,
-        go = go.display()
+        go = go
     ));
     let job = InstanceId(31);
     fake.queue(assignment(31, 1, wf.clone()));
@@ -637,7 +640,8 @@ jobs:
     })
     .await;
     fake.queue(assignment(32, 1, wf));
-    std::fs::write(&go, "").unwrap();
+    // The step is blocked reading the FIFO: this lets it go on.
+    tokio::fs::write(&go, "go\n").await.unwrap();
     let c = fake.wait_completed(job).await;
     assert_eq!(c.result.status, JobStatus::Success);
     let out = output(&fake.lines(job, 1));
@@ -646,4 +650,16 @@ jobs:
     agent.stop().await;
     assert_eq!(queue_left, 1);
     assert_eq!(fake.inner().queue.len(), 1);
+}
+
+/// A FIFO in `dir`, for a step to block on until the test writes to it;
+/// its path as the step's shell sees it.
+fn fifo(dir: &std::path::Path, name: &str) -> String {
+    let path = dir.join(name);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    path.display().to_string()
 }

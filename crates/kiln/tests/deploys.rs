@@ -11,56 +11,41 @@ mod support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use support::cluster::{Agent, Remote, Server};
+use support::world::{World, job_by_key};
 
-struct World {
-    tmp: tempfile::TempDir,
-    server: Server,
-    remote: Remote,
-    token_file: PathBuf,
-    _agent: Option<Agent>,
+/// What the deploy scenarios do with a world, beyond the shared harness.
+trait Deploys {
+    fn start_deploys(&mut self, n: usize) -> Vec<String>;
+    fn register(&mut self);
+    fn commit(&self, i: usize) -> String;
+    fn log(&self) -> PathBuf;
+    fn lines(&self) -> Vec<String>;
+    fn trigger_at(&self, commit: &str) -> String;
+    fn deploy(&self, commit: &str, force: bool) -> String;
+    fn job(&self, run: &str, key: &str) -> Value;
+    fn env(&self) -> Value;
 }
 
-impl World {
-    fn new() -> World {
-        let tmp = tempfile::Builder::new()
-            .prefix("kiln-deploys-")
-            .tempdir()
-            .unwrap();
-        let server = Server::start(&tmp.path().join("data"), 10.0);
-        let remote = Remote::new();
-        let token_file = server.agent_token_file(tmp.path());
-        World {
-            tmp,
-            server,
-            remote,
-            token_file,
-            _agent: None,
-        }
-    }
+fn world() -> World {
+    World::builder().prefix("kiln-deploys-").start()
+}
 
-    /// Start one agent with room for several jobs at once, so only the
-    /// deploy rules (not capacity) keep deploys apart.
-    fn agent(&mut self) {
-        self._agent = Some(Agent::start(
-            &self.server,
-            &self.token_file,
-            "a1",
-            "",
-            6,
-            &self.tmp.path().join("agents"),
-        ));
-    }
-
+impl Deploys for World {
     /// Push `n` commits (`c1`…, each changing `n.txt`) on top of what is
     /// in the work tree, register the repository and start the agent.
     /// Returns the commits, oldest first.
-    fn start(&mut self, n: usize) -> Vec<String> {
+    fn start_deploys(&mut self, n: usize) -> Vec<String> {
         let commits = (1..=n).map(|i| self.commit(i)).collect();
-        self.add_repo();
-        self.agent();
+        self.register();
         commits
+    }
+
+    /// Register the repository without polling (the script triggers every
+    /// run itself) and start one agent with room for several jobs at
+    /// once, so only the deploy rules (not capacity) keep deploys apart.
+    fn register(&mut self) {
+        self.add_repo(&["--poll-interval", "0"]);
+        self.keep_agent("a1", "", 6);
     }
 
     /// Commit number `i`: `n.txt` holds `i` (c1 keeps the tree as it is).
@@ -72,7 +57,7 @@ impl World {
     }
 
     fn log(&self) -> PathBuf {
-        self.tmp.path().join("deploy.log")
+        self.scratch("deploy.log")
     }
 
     /// The deploy log's lines.
@@ -84,23 +69,8 @@ impl World {
             .collect()
     }
 
-    fn add_repo(&self) {
-        // No polling: the script triggers every run itself.
-        self.server
-            .kiln(&[
-                "repo",
-                "add",
-                "app",
-                &self.remote.url(),
-                "--poll-interval",
-                "0",
-            ])
-            .code(0);
-    }
-
-    fn trigger(&self, commit: &str) -> String {
-        let v = self.server.json(&["trigger", "app", "--commit", commit]);
-        v["runs"][0]["id"].to_string()
+    fn trigger_at(&self, commit: &str) -> String {
+        self.trigger(&["--commit", commit])
     }
 
     fn deploy(&self, commit: &str, force: bool) -> String {
@@ -112,42 +82,8 @@ impl World {
         v["runs"][0]["id"].to_string()
     }
 
-    fn finished(&self, run: &str) -> Value {
-        self.server.wait_run(run, "the run to finish", |v| {
-            !matches!(v["status"].as_str(), Some("queued") | Some("running"))
-        })
-    }
-
     fn job(&self, run: &str, key: &str) -> Value {
-        let v = self.server.json(&["show", run]);
-        v["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["job"] == key)
-            .cloned()
-            .unwrap_or_else(|| panic!("no job {key} in run {run}: {v}"))
-    }
-
-    fn wait_job(&self, run: &str, key: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let v = self.server.json(&["show", run]);
-            if let Some(j) = v["jobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|j| j["job"] == key)
-                && pred(j)
-            {
-                return j.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {v}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        job_by_key(&self.show(run), key).clone()
     }
 
     fn env(&self) -> Value {
@@ -211,11 +147,11 @@ fn deployed(lines: &[String]) -> Vec<String> {
 
 #[test]
 fn five_quick_pushes_deploy_one_at_a_time_and_the_newest_wins() {
-    let mut w = World::new();
+    let mut w = world();
     let wf = deploy_workflow(&w.log(), "1", "", "");
     w.remote.file(".kiln/workflows/deploy.yml", &wf);
-    let commits = w.start(5);
-    let runs: Vec<String> = commits.iter().map(|c| w.trigger(c)).collect();
+    let commits = w.start_deploys(5);
+    let runs: Vec<String> = commits.iter().map(|c| w.trigger_at(c)).collect();
     for r in &runs {
         w.finished(r);
     }
@@ -248,11 +184,11 @@ fn five_quick_pushes_deploy_one_at_a_time_and_the_newest_wins() {
 
 #[test]
 fn an_older_commit_is_stale_unless_forced() {
-    let mut w = World::new();
+    let mut w = world();
     let wf = deploy_workflow(&w.log(), "0", "", "");
     w.remote.file(".kiln/workflows/deploy.yml", &wf);
-    let [c1, c2]: [String; 2] = w.start(2).try_into().unwrap();
-    let r = w.trigger(&c2);
+    let [c1, c2]: [String; 2] = w.start_deploys(2).try_into().unwrap();
+    let r = w.trigger_at(&c2);
     assert_eq!(w.finished(&r)["status"], "success");
     assert_eq!(w.env()["commit"], c2.as_str());
 
@@ -275,28 +211,35 @@ fn an_older_commit_is_stale_unless_forced() {
 
 #[test]
 fn approval_granted_rejected_and_superseded_while_waiting() {
-    let mut w = World::new();
+    let mut w = world();
     let wf = deploy_workflow(&w.log(), "0", "      approval: true", "");
     w.remote.file(".kiln/workflows/deploy.yml", &wf);
-    let [c1]: [String; 1] = w.start(1).try_into().unwrap();
+    let [c1]: [String; 1] = w.start_deploys(1).try_into().unwrap();
 
     // Granted.
-    let r1 = w.trigger(&c1);
+    let r1 = w.trigger_at(&c1);
     let j = w.wait_job(&r1, "deploy", "waiting for approval", |j| {
         j["waiting"]["kind"] == "approval"
     });
     assert_eq!(j["status"], "queued");
-    std::thread::sleep(Duration::from_millis(300));
     assert!(w.lines().is_empty(), "ran before approval");
+    let approved_at = jiff::Timestamp::now();
     w.server.kiln(&["approve", &r1, "deploy"]).code(0);
     assert_eq!(w.finished(&r1)["status"], "success");
+    // By the server's own clock, the deploy's one attempt started after
+    // the approval, not while it waited.
+    let results = w.results(&r1);
+    let attempts = results["jobs"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{results}");
+    let started: jiff::Timestamp = attempts[0]["started_at"].as_str().unwrap().parse().unwrap();
+    assert!(started >= approved_at, "ran before approval: {results}");
     assert_eq!(w.env()["commit"], c1.as_str());
     let approver = w.env()["history"][0]["approver"].clone();
     assert!(approver.is_string(), "approver recorded: {}", w.env());
 
     // Rejected.
     let c2 = w.commit(2);
-    let r2 = w.trigger(&c2);
+    let r2 = w.trigger_at(&c2);
     w.wait_job(&r2, "deploy", "waiting for approval", |j| {
         j["waiting"]["kind"] == "approval"
     });
@@ -312,12 +255,12 @@ fn approval_granted_rejected_and_superseded_while_waiting() {
 
     // Superseded while waiting: a newer commit's deploy replaces it.
     let c3 = w.commit(3);
-    let r3 = w.trigger(&c3);
+    let r3 = w.trigger_at(&c3);
     w.wait_job(&r3, "deploy", "waiting for approval", |j| {
         j["waiting"]["kind"] == "approval"
     });
     let c4 = w.commit(4);
-    let r4 = w.trigger(&c4);
+    let r4 = w.trigger_at(&c4);
     w.finished(&r3);
     let j = w.job(&r3, "deploy");
     assert_eq!(j["status"], "skipped");
@@ -333,7 +276,7 @@ fn approval_granted_rejected_and_superseded_while_waiting() {
 
 #[test]
 fn a_failing_health_check_rolls_back_and_the_environment_stays_at_the_last_good_commit() {
-    let mut w = World::new();
+    let mut w = world();
     let rollback_file = w.tmp.path().join("rolled-back-to");
     let wf = deploy_workflow(
         &w.log(),
@@ -351,14 +294,13 @@ fn a_failing_health_check_rolls_back_and_the_environment_stays_at_the_last_good_
     w.remote.file(".kiln/workflows/deploy.yml", &wf);
     w.remote.file("healthy.txt", "yes");
     let good = w.remote.push("good");
-    w.add_repo();
-    w.agent();
-    assert_eq!(w.finished(&w.trigger(&good))["status"], "success");
+    w.register();
+    assert_eq!(w.finished(&w.trigger_at(&good))["status"], "success");
     assert_eq!(w.env()["commit"], good.as_str());
 
     w.remote.file("healthy.txt", "no");
     let bad = w.remote.push("bad");
-    let r = w.trigger(&bad);
+    let r = w.trigger_at(&bad);
     assert_eq!(w.finished(&r)["status"], "failure");
     let j = w.job(&r, "deploy");
     assert_eq!(
@@ -377,7 +319,7 @@ fn a_failing_health_check_rolls_back_and_the_environment_stays_at_the_last_good_
 
 #[test]
 fn cancel_in_progress_cancels_older_tests_but_not_a_running_deploy() {
-    let mut w = World::new();
+    let mut w = world();
     let log = w.log();
     let wf = format!(
         r#"
@@ -408,16 +350,15 @@ jobs:
     let c1 = w.remote.push("c1");
     w.remote.file("pause.txt", "0");
     let c2 = w.remote.push("c2");
-    w.add_repo();
-    w.agent();
-    let r1 = w.trigger(&c1);
+    w.register();
+    let r1 = w.trigger_at(&c1);
     w.wait_job(&r1, "deploy", "the deploy to run", |j| {
         j["status"] == "running"
     });
     w.wait_job(&r1, "test", "the tests to run", |j| {
         j["status"] == "running"
     });
-    let r2 = w.trigger(&c2);
+    let r2 = w.trigger_at(&c2);
     let run1 = w.finished(&r1);
     assert_eq!(w.job(&r1, "test")["status"], "cancelled", "{run1}");
     assert_eq!(w.job(&r1, "deploy")["status"], "success", "{run1}");
@@ -432,15 +373,15 @@ jobs:
 
 #[test]
 fn a_restarted_server_keeps_the_environment_held_by_the_running_deploy() {
-    let mut w = World::new();
+    let mut w = world();
     let wf = deploy_workflow(&w.log(), "3", "", "");
     w.remote.file(".kiln/workflows/deploy.yml", &wf);
-    let [c1, c2]: [String; 2] = w.start(2).try_into().unwrap();
-    let r1 = w.trigger(&c1);
+    let [c1, c2]: [String; 2] = w.start_deploys(2).try_into().unwrap();
+    let r1 = w.trigger_at(&c1);
     w.wait_job(&r1, "deploy", "the deploy to run", |j| {
         j["status"] == "running"
     });
-    let r2 = w.trigger(&c2);
+    let r2 = w.trigger_at(&c2);
     w.wait_job(&r2, "deploy", "the second deploy to wait", |j| {
         j["waiting"]["kind"] == "environment"
     });
@@ -460,7 +401,7 @@ fn a_restarted_server_keeps_the_environment_held_by_the_running_deploy() {
 
 #[test]
 fn a_group_runs_every_waiting_run_in_order_and_a_waiting_run_can_be_cancelled() {
-    let mut w = World::new();
+    let mut w = world();
     let log = w.log();
     let wf = format!(
         r#"
@@ -478,8 +419,8 @@ jobs:
         log = log.display()
     );
     w.remote.file(".kiln/workflows/ci.yml", &wf);
-    let commits = w.start(4);
-    let runs: Vec<String> = commits.iter().map(|c| w.trigger(c)).collect();
+    let commits = w.start_deploys(4);
+    let runs: Vec<String> = commits.iter().map(|c| w.trigger_at(c)).collect();
     let held = w.server.json(&["show", &runs[3]]);
     assert_eq!(held["waiting"]["kind"], "group", "{held}");
     w.server.kiln(&["cancel", &runs[3]]).code(0);

@@ -613,7 +613,7 @@ fn ctrl_c_cancels_running_jobs_and_runs_always_steps() {
     use nix::unistd::Pid;
 
     let repo = Repo::new();
-    let marker = repo.path().join(".git/started");
+    let marker = support::world::Fifo::new(&repo.path().join(".git/started"));
     let cleaned = repo.path().join(".git/cleaned");
     repo.workflow(
         "c.yml",
@@ -624,7 +624,7 @@ jobs:
   long:
     runs-on: x
     steps:
-      - run: touch {marker} && sleep 60
+      - run: echo started > {marker} && sleep 60
       - if: always()
         run: touch {cleaned}
   later:
@@ -632,7 +632,7 @@ jobs:
     runs-on: x
     steps: [{{run: echo never}}]
 "#,
-            marker = marker.display(),
+            marker = marker.path.display(),
             cleaned = cleaned.display()
         ),
     );
@@ -643,12 +643,8 @@ jobs:
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    // Handshake: the step has started once the marker exists.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !marker.exists() {
-        assert!(std::time::Instant::now() < deadline, "step never started");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // Handshake: the step says on the FIFO that it has started.
+    assert_eq!(marker.read("the step to start").trim(), "started");
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("kill");
     let out = child.wait_with_output().expect("wait");
     let run = support::Run::from_output(out, Some(json));

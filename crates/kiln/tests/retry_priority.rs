@@ -7,76 +7,11 @@ mod support;
 
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use support::cluster::{Agent, Remote, Server};
-
-struct World {
-    tmp: tempfile::TempDir,
-    server: Server,
-    remote: Remote,
-    token_file: PathBuf,
-}
+use std::path::Path;
+use support::world::World;
 
 fn world() -> World {
-    let tmp = tempfile::Builder::new()
-        .prefix("kiln-e2e-retry-")
-        .tempdir()
-        .unwrap();
-    let server = Server::start(&tmp.path().join("data"), 10.0);
-    let remote = Remote::new();
-    let token_file = server.agent_token_file(tmp.path());
-    World {
-        tmp,
-        server,
-        remote,
-        token_file,
-    }
-}
-
-impl World {
-    fn agent(&self, name: &str, capacity: u32) -> Agent {
-        Agent::start(
-            &self.server,
-            &self.token_file,
-            name,
-            "",
-            capacity,
-            &self.tmp.path().join("agents"),
-        )
-    }
-
-    /// A scratch path outside every job's workspace (workspaces are fresh
-    /// per attempt, so state that must survive an attempt lives here).
-    fn scratch(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    fn add_repo(&self, extra: &[&str]) {
-        let url = self.remote.url();
-        let mut args = vec!["repo", "add", "app", url.as_str()];
-        args.extend_from_slice(extra);
-        self.server.kiln(&args).code(0);
-    }
-
-    fn trigger(&self, args: &[&str]) -> String {
-        let mut all = vec!["trigger", "app"];
-        all.extend_from_slice(args);
-        let v = self.server.json(&all);
-        v["runs"][0]["id"].to_string()
-    }
-
-    fn finished(&self, run: &str) -> Value {
-        self.server.wait_run(run, "the run to finish", |v| {
-            !matches!(v["status"].as_str(), Some("queued") | Some("running"))
-        })
-    }
-
-    /// `kiln show RUN --results`, parsed.
-    fn results(&self, run: &str) -> Value {
-        let out = self.server.kiln(&["show", run, "--results"]);
-        out.code(0);
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
-    }
+    World::builder().prefix("kiln-e2e-retry-").start()
 }
 
 /// (attempt, status, failure class, exit code) of every attempt listed.
@@ -118,7 +53,7 @@ jobs:
     );
     w.remote.push("flaky");
     w.add_repo(&[]);
-    let _a = w.agent("a1", 1);
+    let _a = w.agent("a1", "", 1);
     let run = w.trigger(&[]);
     let done = w.finished(&run);
     assert_eq!(done["status"], "success", "{done}");
@@ -148,7 +83,7 @@ fn a_job_without_retry_that_exits_1_is_not_retried() {
     );
     w.remote.push("broken");
     w.add_repo(&[]);
-    let _a = w.agent("a1", 1);
+    let _a = w.agent("a1", "", 1);
     let run = w.trigger(&[]);
     let done = w.finished(&run);
     assert_eq!(done["status"], "failure", "{done}");
@@ -201,7 +136,7 @@ fn a_high_priority_job_queued_later_runs_before_a_low_priority_one() {
     );
     w.remote.push("three workflows");
     w.add_repo(&["--priority", "3"]);
-    let _a = w.agent("a1", 1);
+    let _a = w.agent("a1", "", 1);
 
     let blocker = w.trigger(&["--workflow", "block"]);
     w.server.wait_run(&blocker, "the blocking job to run", |v| {

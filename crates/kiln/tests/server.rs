@@ -5,79 +5,11 @@ mod support;
 
 use serde_json::Value;
 use std::time::Duration;
-use support::cluster::{Agent, Remote, Server};
-
-struct World {
-    _tmp: tempfile::TempDir,
-    server: Server,
-    remote: Remote,
-    token_file: std::path::PathBuf,
-    work: std::path::PathBuf,
-}
-
-fn world(lease_seconds: f64) -> World {
-    let tmp = tempfile::Builder::new()
-        .prefix("kiln-e2e-")
-        .tempdir()
-        .unwrap();
-    let server = Server::start(&tmp.path().join("data"), lease_seconds);
-    let remote = Remote::new();
-    let token_file = server.agent_token_file(tmp.path());
-    let work = tmp.path().join("agents");
-    World {
-        server,
-        remote,
-        token_file,
-        work,
-        _tmp: tmp,
-    }
-}
-
-impl World {
-    fn agent(&self, name: &str, labels: &str, capacity: u32) -> Agent {
-        Agent::start(
-            &self.server,
-            &self.token_file,
-            name,
-            labels,
-            capacity,
-            &self.work,
-        )
-    }
-
-    fn add_repo(&self) {
-        self.server
-            .kiln(&["repo", "add", "app", &self.remote.url()])
-            .code(0);
-    }
-
-    /// Trigger and return the first run id.
-    fn trigger(&self, args: &[&str]) -> String {
-        let mut all = vec!["trigger", "app"];
-        all.extend_from_slice(args);
-        let v = self.server.json(&all);
-        v["runs"][0]["id"].to_string()
-    }
-
-    fn finished(&self, run: &str) -> Value {
-        self.server.wait_run(run, "the run to finish", |v| {
-            !matches!(v["status"].as_str(), Some("queued") | Some("running"))
-        })
-    }
-}
-
-fn job<'a>(run: &'a Value, name: &str) -> &'a Value {
-    run["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"] == name)
-        .unwrap_or_else(|| panic!("no job {name}: {run}"))
-}
+use support::world::{World, job};
 
 #[test]
 fn a_pushed_workflow_runs_on_an_agent_with_logs_and_results() {
-    let w = world(10.0);
+    let w = World::start();
     w.remote.file(
         ".kiln/workflows/ci.yml",
         r#"
@@ -102,7 +34,7 @@ jobs:
     );
     w.remote.file("hello.txt", "hello from the commit\n");
     let sha = w.remote.push("first");
-    w.add_repo();
+    w.add_repo(&[]);
     let _a = w.agent("a1", "", 2);
     let run = w.trigger(&[]);
     let done = w.finished(&run);
@@ -144,10 +76,10 @@ jobs:
 
 #[test]
 fn trigger_wait_follows_logs_and_sets_the_exit_code() {
-    let w = world(10.0);
+    let w = World::start();
     w.remote.file(".kiln/workflows/ci.yml", "on: push\njobs:\n  j:\n    runs-on: self-hosted\n    steps:\n      - run: echo streaming-line\n      - run: exit 3\n");
     w.remote.push("fails");
-    w.add_repo();
+    w.add_repo(&[]);
     let _a = w.agent("a1", "", 1);
     let run = w.server.kiln(&["trigger", "app", "--wait"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
@@ -156,7 +88,7 @@ fn trigger_wait_follows_logs_and_sets_the_exit_code() {
 
 #[test]
 fn dag_across_two_agents_with_labels_and_weights() {
-    let w = world(10.0);
+    let w = World::start();
     w.remote.file(
         ".kiln/workflows/ci.yml",
         r#"
@@ -185,7 +117,7 @@ jobs:
 "#,
     );
     w.remote.push("dag");
-    w.add_repo();
+    w.add_repo(&[]);
     let _r = w.agent("red-agent", "red", 2);
     let _b = w.agent("blue-agent", "blue", 1);
     let run = w.trigger(&[]);
@@ -210,10 +142,10 @@ jobs:
 
 #[test]
 fn cancel_stops_a_running_job_and_retry_runs_again() {
-    let w = world(10.0);
+    let w = World::start();
     w.remote.file(".kiln/workflows/ci.yml", "on: push\njobs:\n  long:\n    runs-on: self-hosted\n    steps:\n      - run: echo started && sleep 60\n");
     w.remote.push("long");
-    w.add_repo();
+    w.add_repo(&[]);
     let _a = w.agent("a1", "", 1);
     let run = w.trigger(&[]);
     w.server.wait_run(&run, "the job to run", |v| {
@@ -236,13 +168,13 @@ fn cancel_stops_a_running_job_and_retry_runs_again() {
 
 #[test]
 fn a_malformed_workflow_fails_the_run_with_diagnostics() {
-    let w = world(10.0);
+    let w = World::start();
     w.remote.file(
         ".kiln/workflows/ci.yml",
         "on: push\njobs:\n  a:\n    runs_on: x\n    steps: [{run: echo}]\n",
     );
     w.remote.push("bad");
-    w.add_repo();
+    w.add_repo(&[]);
     let run = w.trigger(&[]);
     let done = w.finished(&run);
     assert_eq!(done["status"], "failure");
@@ -259,7 +191,7 @@ fn a_malformed_workflow_fails_the_run_with_diagnostics() {
 
 #[test]
 fn tokens_401_and_403_are_distinct() {
-    let w = world(10.0);
+    let w = World::start();
     let viewer = w.server.kiln(&["token", "create", "--role", "viewer"]);
     viewer.code(0);
     let viewer = viewer.stdout.trim().to_owned();
@@ -288,13 +220,13 @@ fn tokens_401_and_403_are_distinct() {
 
 #[test]
 fn a_killed_agent_loses_its_lease_and_another_agent_finishes_the_job() {
-    let w = world(2.0);
+    let w = World::builder().lease(2.0).start();
     w.remote.file(
         ".kiln/workflows/ci.yml",
         "on: push\njobs:\n  j:\n    runs-on: [self-hosted, first]\n    steps:\n      - run: echo attempt-$KILN_RUN_ID && sleep 2\n",
     );
     w.remote.push("j");
-    w.add_repo();
+    w.add_repo(&[]);
     let mut first = w.agent("first", "first", 1);
     let run = w.trigger(&[]);
     w.server.wait_run(&run, "the first attempt", |v| {
@@ -365,7 +297,7 @@ fn a_killed_agent_loses_its_lease_and_another_agent_finishes_the_job() {
 /// deploys of one environment.
 #[test]
 fn a_killed_agents_step_is_dead_before_the_retry_starts() {
-    let w = world(2.0);
+    let w = World::builder().lease(2.0).start();
     let dir = w.remote.dir.path();
     let (pids, verdict, fifo) = (dir.join("pids"), dir.join("verdict"), dir.join("handshake"));
     let made = std::process::Command::new("mkfifo")
@@ -407,7 +339,7 @@ jobs:
         ),
     );
     w.remote.push("deploy");
-    w.add_repo();
+    w.add_repo(&[]);
     let mut first = w.agent("first", "", 1);
     // The handshake: opening the FIFO waits for the step to write to it.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -443,25 +375,35 @@ jobs:
 
 #[test]
 fn a_killed_server_restarts_and_the_run_completes() {
-    let mut w = world(10.0);
-    let marker = w.remote.dir.path().join("release");
+    let mut w = World::start();
+    // Two handshakes: the step waits for `go` (written once the server is
+    // dead) and says on `done` that it finished while the server was down.
+    let go = w.fifo("go.fifo");
+    let done_fifo = w.fifo("done.fifo");
     w.remote.file(
         ".kiln/workflows/ci.yml",
         &format!(
-            "on: push\njobs:\n  j:\n    runs-on: self-hosted\n    steps:\n      - run: |\n          echo before-crash\n          while [ ! -e {m} ]; do sleep 0.05; done\n          echo after-crash\n  k:\n    needs: j\n    runs-on: self-hosted\n    steps: [{{run: echo second-job}}]\n",
-            m = marker.display()
+            "on: push\njobs:\n  j:\n    runs-on: self-hosted\n    steps:\n      - run: |\n          echo before-crash\n          read go < {go}\n          echo after-crash\n          echo finished > {done}\n  k:\n    needs: j\n    runs-on: self-hosted\n    steps: [{{run: echo second-job}}]\n",
+            go = go.path.display(),
+            done = done_fifo.path.display(),
         ),
     );
     w.remote.push("crash");
-    w.add_repo();
+    w.add_repo(&[]);
     let _a = w.agent("a1", "", 1);
     let run = w.trigger(&[]);
     w.server.wait_run(&run, "the job to run", |v| {
         v["jobs"][0]["status"] == "running"
     });
     w.server.kill();
-    std::fs::write(&marker, "go").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let finished = done_fifo.reader();
+    go.write("go\n", "the step to read the go-ahead");
+    assert_eq!(
+        finished
+            .wait("the step to finish while the server is down")
+            .trim(),
+        "finished"
+    );
     w.server.restart();
     let done = w.finished(&run);
     assert_eq!(done["status"], "success", "{done}");
@@ -478,7 +420,7 @@ fn a_killed_server_restarts_and_the_run_completes() {
 
 #[test]
 fn retry_failed_only_reuses_what_succeeded() {
-    let w = world(10.0);
+    let w = World::start();
     let flag = w.remote.dir.path().join("pass-now");
     w.remote.file(
         ".kiln/workflows/ci.yml",
@@ -503,7 +445,7 @@ jobs:
         ),
     );
     w.remote.push("flaky");
-    w.add_repo();
+    w.add_repo(&[]);
     let _a = w.agent("a1", "", 1);
     let run = w.trigger(&[]);
     let first = w.finished(&run);
@@ -538,11 +480,11 @@ jobs:
 
 #[test]
 fn a_run_is_pinned_to_the_commit_asked_for() {
-    let w = world(10.0);
+    let w = World::start();
     w.remote.file(".kiln/workflows/ci.yml", "on: push\njobs:\n  j:\n    runs-on: self-hosted\n    steps:\n      - uses: actions/checkout@v4\n      - run: cat version.txt\n");
     w.remote.file("version.txt", "one\n");
     let first = w.remote.push("one");
-    w.add_repo();
+    w.add_repo(&[]);
     let _a = w.agent("a1", "", 1);
     let latest = w.trigger(&[]);
     assert_eq!(w.finished(&latest)["commit"], first.as_str());
@@ -577,9 +519,9 @@ fn an_agent_cannot_report_on_another_agents_attempt() {
     use kiln_proto::agent::{Completion, Heartbeat, LogChunk, RegisterRequest, WireLine};
     use kiln_proto::results::JobResult;
 
-    let w = world(10.0);
+    let w = World::start();
     // The step blocks on a FIFO until the test writes to it.
-    let gate = w._tmp.path().join("go.fifo");
+    let gate = w.tmp.path().join("go.fifo");
     let made = std::process::Command::new("mkfifo")
         .arg(&gate)
         .status()
@@ -594,7 +536,7 @@ fn an_agent_cannot_report_on_another_agents_attempt() {
         ),
     );
     w.remote.push("j");
-    w.add_repo();
+    w.add_repo(&[]);
     let _holder = w.agent("holder", "holder", 1);
     let run = w.trigger(&[]);
     let running = w.server.wait_run(&run, "the job to run", |v| {

@@ -9,74 +9,31 @@
 mod support;
 
 use serde_json::Value;
-use std::path::PathBuf;
+
 use std::time::{Duration, Instant};
-use support::cluster::{Remote, Server};
 use support::hooks::fixture;
+use support::world::World;
 
 const SECRET: &str = "kiln-test-secret";
 
-struct World {
-    tmp: tempfile::TempDir,
-    server: Server,
-    remote: Remote,
-}
-
 fn world() -> World {
-    let tmp = tempfile::Builder::new()
+    World::builder()
         .prefix("kiln-triggers-")
-        .tempdir()
-        .unwrap();
-    let server = Server::start(&tmp.path().join("data"), 10.0);
-    World {
-        server,
-        remote: Remote::new(),
-        tmp,
-    }
+        .trace_git()
+        // The trigger module's decisions ("event already handled") are
+        // debug lines: the tests wait on them.
+        .env("KILN_LOG", "warn,kiln_server::triggers=debug")
+        .start()
 }
 
-impl World {
-    fn secret_file(&self) -> PathBuf {
-        let p = self.tmp.path().join("hook.secret");
-        std::fs::write(&p, format!("{SECRET}\n")).unwrap();
-        p
-    }
+/// Webhook deliveries and run lookups, beyond the shared harness.
+trait Triggers {
+    fn hook(&self, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String);
+    fn github_hook(&self, event: &str, delivery: &str, body: &[u8], secret: &str) -> (u16, String);
+    fn show_run(&self, run: &Value) -> Value;
+}
 
-    /// `kiln repo add app URL EXTRA...`
-    fn add_repo(&self, extra: &[&str]) {
-        let url = self.remote.url();
-        let mut args = vec!["repo", "add", "app", url.as_str()];
-        args.extend_from_slice(extra);
-        self.server.kiln(&args).code(0);
-    }
-
-    fn runs(&self) -> Vec<Value> {
-        self.server
-            .json(&["runs", "--repo", "app"])
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn wait_runs(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let runs = self.runs();
-            if pred(&runs) {
-                return runs;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {runs:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn show(&self, run: &Value) -> Value {
-        self.server.json(&["show", &run["id"].to_string()])
-    }
-
+impl Triggers for World {
     /// POST a webhook body; (status, body).
     fn hook(&self, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
         support::hooks::post(self.server.port, path, headers, body)
@@ -84,6 +41,11 @@ impl World {
 
     fn github_hook(&self, event: &str, delivery: &str, body: &[u8], secret: &str) -> (u16, String) {
         support::hooks::github(self.server.port, event, delivery, body, secret)
+    }
+
+    /// `kiln show` of a run listed by `kiln runs`.
+    fn show_run(&self, run: &Value) -> Value {
+        self.show(&run["id"].to_string())
     }
 }
 
@@ -100,7 +62,7 @@ fn polling_picks_up_a_push_within_an_interval_and_registering_replays_nothing() 
     w.add_repo(&["--poll-interval", "1"]);
     // Several polls later, the history that existed at registration has
     // started nothing.
-    std::thread::sleep(Duration::from_millis(2500));
+    w.wait_polls(2);
     assert_eq!(w.runs(), Vec::<Value>::new());
 
     w.remote.file("b.txt", "b\n");
@@ -117,7 +79,7 @@ fn polling_picks_up_a_push_within_an_interval_and_registering_replays_nothing() 
     assert_eq!(runs[0]["event"], "push");
     assert_eq!(runs[0]["git_ref"], "refs/heads/main");
     // Later polls of the same commit start nothing more.
-    std::thread::sleep(Duration::from_millis(2000));
+    w.wait_polls(2);
     assert_eq!(w.runs().len(), 1);
 
     let repos = w.server.json(&["repo", "list"]);
@@ -143,12 +105,18 @@ fn a_path_filtered_workflow_is_recorded_skipped() {
     let ci = runs.iter().find(|r| r["workflow_name"] == "ci").unwrap();
     assert_eq!(docs["status"], "skipped");
     assert_eq!(docs["commit"], sha.as_str());
-    assert_eq!(w.show(docs)["error"], "skipped: no matching changes");
+    assert_eq!(w.show_run(docs)["error"], "skipped: no matching changes");
     assert_eq!(ci["status"], "running", "started, waiting for an agent");
 
     w.remote.file("docs/guide.md", "# guide\n");
     w.remote.push("docs");
-    let runs = w.wait_runs("two more runs", |r| r.len() >= 4);
+    // A run is created queued, then started: wait for it to leave queued.
+    let runs = w.wait_runs("two more runs", |r| {
+        r.len() >= 4
+            && r.iter()
+                .find(|r| r["workflow_name"] == "docs")
+                .is_some_and(|d| d["status"] != "queued")
+    });
     let docs_runs: Vec<_> = runs
         .iter()
         .filter(|r| r["workflow_name"] == "docs")
@@ -175,7 +143,7 @@ fn a_signed_webhook_starts_one_run_and_a_badly_signed_one_nothing() {
     let w = world();
     w.remote.file(".kiln/workflows/ci.yml", ON_PUSH);
     let first = w.remote.push("first");
-    let secret = w.secret_file();
+    let secret = w.secret_file(SECRET);
     w.add_repo(&[
         "--poll-interval",
         "0",
@@ -216,13 +184,15 @@ fn a_signed_webhook_starts_one_run_and_a_badly_signed_one_nothing() {
         &body,
     );
     assert_eq!(status, 401);
-    std::thread::sleep(Duration::from_millis(500));
+    // The server logs each refusal once it has decided.
+    w.server.wait_output("webhook refused", 3);
     assert_eq!(w.runs(), Vec::<Value>::new());
 
     // Signed: answered at once, the run follows.
     let (status, answer) = w.github_hook("push", "d-1", &body, SECRET);
     assert_eq!(status, 202, "{answer}");
     let runs = w.wait_runs("the hook's run", |r| !r.is_empty());
+    assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["commit"], sha.as_str());
 
     // The same delivery again, and the same push under a new delivery id
@@ -232,7 +202,7 @@ fn a_signed_webhook_starts_one_run_and_a_badly_signed_one_nothing() {
     assert!(answer.contains("\"duplicate\":true"), "{answer}");
     let (status, _) = w.github_hook("push", "d-2", &body, SECRET);
     assert_eq!(status, 202);
-    std::thread::sleep(Duration::from_millis(1000));
+    w.server.wait_output("event already handled", 1);
     assert_eq!(w.runs().len(), 1);
 
     // Without `?repo=`, the secret finds the repository.
@@ -259,7 +229,8 @@ fn a_signed_webhook_starts_one_run_and_a_badly_signed_one_nothing() {
     assert_eq!(status, 200);
     let (status, _) = w.github_hook("push", "r-1", &fixture("github/push.json"), SECRET);
     assert_eq!(status, 202);
-    std::thread::sleep(Duration::from_millis(1500));
+    // (It deletes a tag: the server says it starts nothing.)
+    w.server.wait_output("event starts nothing: deleted", 1);
     assert_eq!(w.runs().len(), 2);
 
     // Too large: 413.
@@ -321,7 +292,22 @@ fn a_schedule_fires_once_after_downtime() {
     });
     w.server.restart();
     let runs = w.wait_runs("the missed schedule", |r| !r.is_empty());
-    std::thread::sleep(Duration::from_millis(1500));
+    // The poller moves the stored fire time before it starts a fire's
+    // run: once it is in the future again, every fire is done.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let next = rt.block_on(async {
+            let store = kiln_store::SqliteStore::open(&db).await.unwrap();
+            let s = store.schedule(repo.id, file, 0).await.unwrap();
+            store.close().await;
+            s.map(|s| s.next_fire)
+        });
+        if next.is_some_and(|n| n > jiff::Timestamp::now()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the schedule never caught up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let runs_after = w.runs();
     assert_eq!(runs_after.len(), 1, "{runs_after:?}");
     assert_eq!(runs[0]["event"], "schedule");
@@ -352,7 +338,7 @@ fn a_forks_pull_request_waits_and_a_branch_pull_request_runs() {
         "on:\n  pull_request:\n    branches: [main]\njobs:\n  t:\n    runs-on: self-hosted\n    steps:\n      - run: echo pr\n",
     );
     w.remote.push("first");
-    let secret = w.secret_file();
+    let secret = w.secret_file(SECRET);
     w.add_repo(&[
         "--poll-interval",
         "0",
@@ -384,8 +370,8 @@ fn a_forks_pull_request_waits_and_a_branch_pull_request_runs() {
     let runs = w.wait_runs("the fork's run", |r| !r.is_empty());
     assert_eq!(runs[0]["commit"], fork_sha.as_str());
     assert_eq!(runs[0]["event"], "pull_request");
-    std::thread::sleep(Duration::from_millis(1000));
-    let held = w.show(&runs[0]);
+    let fork_run = runs[0].clone();
+    let held = w.show_run(&fork_run);
     assert_eq!(held["status"], "queued", "held, not started: {held}");
     assert_eq!(held["jobs"], Value::Array(vec![]), "{held}");
     assert_eq!(held["waiting"]["kind"], "fork-approval", "{held}");
@@ -404,12 +390,19 @@ fn a_forks_pull_request_waits_and_a_branch_pull_request_runs() {
         .unwrap();
     assert_eq!(started["status"], "running", "{runs:?}");
     assert_eq!(started["git_ref"], "refs/pull/8/head");
+    // The branch's run, which came later, has started: the fork's is
+    // still held.
+    let held = w.show_run(&fork_run);
+    assert_eq!(held["status"], "queued", "held, not started: {held}");
+    assert_eq!(held["jobs"], Value::Array(vec![]), "{held}");
+    assert_eq!(held["waiting"]["kind"], "fork-approval", "{held}");
 
     // Restarting does not start the held run.
     let mut w = w;
+    // The server recovers its runs before it listens, and `restart`
+    // returns once it listens: whatever recovery did is done.
     w.server.restart();
-    std::thread::sleep(Duration::from_millis(500));
-    let held = w.show(
+    let held = w.show_run(
         &runs
             .iter()
             .find(|r| r["commit"] == fork_sha.as_str())
@@ -421,7 +414,7 @@ fn a_forks_pull_request_waits_and_a_branch_pull_request_runs() {
     // A maintainer's approval starts it.
     let id = held["id"].to_string();
     w.server.kiln(&["approve", &id]).code(0);
-    let approved = w.show(&held);
+    let approved = w.show_run(&held);
     assert_eq!(approved["status"], "running", "{approved}");
     assert!(approved["waiting"].is_null(), "{approved}");
     assert!(

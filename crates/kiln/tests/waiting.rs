@@ -5,61 +5,18 @@
 
 mod support;
 
-use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use support::cluster::{Agent, Remote, Server};
+use support::world::{World, job_by_key as job};
 
-struct World {
-    tmp: tempfile::TempDir,
-    server: Server,
-    _remote: Remote,
-    token_file: std::path::PathBuf,
-}
-
+/// A world with `workflow` as `ci.yml`, pushed and registered.
 fn world(workflow: &str) -> World {
-    let tmp = tempfile::Builder::new()
+    World::builder()
         .prefix("kiln-waiting-")
-        .tempdir()
-        .unwrap();
-    let server = Server::start(&tmp.path().join("data"), 10.0);
-    let remote = Remote::new();
-    remote.file(".kiln/workflows/ci.yml", workflow);
-    remote.push("ci");
-    server.kiln(&["repo", "add", "app", &remote.url()]).code(0);
-    let token_file = server.agent_token_file(tmp.path());
-    World {
-        tmp,
-        server,
-        _remote: remote,
-        token_file,
-    }
-}
-
-impl World {
-    fn agent(&self, name: &str, labels: &str, capacity: u32) -> Agent {
-        Agent::start(
-            &self.server,
-            &self.token_file,
-            name,
-            labels,
-            capacity,
-            &self.tmp.path().join("agents"),
-        )
-    }
-
-    fn trigger(&self) -> String {
-        self.server.json(&["trigger", "app"])["runs"][0]["id"].to_string()
-    }
-}
-
-fn job<'a>(run: &'a Value, key: &str) -> &'a Value {
-    run["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job"] == key)
-        .unwrap_or_else(|| panic!("no job {key}: {run}"))
+        .workflow("ci.yml", workflow)
+        .push("ci")
+        .repo(&[])
+        .start()
 }
 
 #[test]
@@ -68,7 +25,7 @@ fn a_job_no_agent_can_run_says_why_and_stands_in_no_ones_way() {
         "on: push\njobs:\n  train:\n    runs-on: [self-hosted, gpu]\n    steps:\n      - run: echo trained\n  lint:\n    runs-on: [self-hosted, cpu]\n    steps:\n      - run: echo linted\n",
     );
     let _cpu = w.agent("cpu-box", "cpu", 2);
-    let run = w.trigger();
+    let run = w.trigger(&[]);
     // The cpu job runs and finishes although the gpu job was queued first.
     let v = w.server.wait_run(&run, "the cpu job to finish", |v| {
         job(v, "lint")["status"] == "success"
@@ -167,7 +124,7 @@ fn a_busy_agent_is_named_with_its_load() {
         gate.display()
     ));
     let _one = w.agent("solo", "one", 1);
-    let run = w.trigger();
+    let run = w.trigger(&[]);
     let v = w
         .server
         .wait_run(&run, "one job running, one waiting for room", |v| {
@@ -205,7 +162,7 @@ fn ubuntu_latest_runs_on_a_self_hosted_agent_through_the_default_alias() {
         "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo built\n",
     );
     let _agent = w.agent("plain", "", 1);
-    let run = w.trigger();
+    let run = w.trigger(&[]);
     let done = w.server.wait_run(&run, "the run to finish", |v| {
         !matches!(v["status"].as_str(), Some("queued") | Some("running"))
     });

@@ -268,6 +268,7 @@ impl Engine {
         if let TriggerEvent::Push(p) = &event
             && p.deleted
         {
+            tracing::debug!(repo = %repo.name, git_ref = p.git_ref, "event starts nothing: deleted");
             return Ok(Outcome::note(format!("{} was deleted", p.git_ref)));
         }
         if let TriggerEvent::PullRequest(p) = &event

@@ -138,7 +138,7 @@ impl Server {
             .expect("start kiln server");
         let stderr = child.stderr.take().unwrap();
         let sink = self.output.clone();
-        std::thread::spawn(move || {
+        let stderr_done = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut out = sink.lock().unwrap();
                 out.push_str(&line);
@@ -153,7 +153,10 @@ impl Server {
                 Some(Ok(l)) if l.contains("listening on") => break,
                 Some(Ok(_)) => {}
                 _ => {
-                    std::thread::sleep(Duration::from_millis(100));
+                    // The server is gone: its stderr ends, and all of it
+                    // is collected once the reader thread is done.
+                    let _ = child.wait();
+                    let _ = stderr_done.join();
                     panic!(
                         "kiln server exited before listening:\n{}",
                         self.output.lock().unwrap()
@@ -231,6 +234,23 @@ impl Server {
     }
 
     /// Poll `kiln show RUN --json` until `pred` holds (or fail after 60 s).
+    /// Wait until the server's output has `n` lines containing `text`
+    /// (it prints its decisions at warn level, such as a refused webhook).
+    pub fn wait_output(&self, text: &str, n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.output();
+            if out.lines().filter(|l| l.contains(text)).count() >= n {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} × {text:?} from the server:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn wait_run(
         &self,
         run: &str,

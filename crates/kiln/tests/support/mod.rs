@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod fake_forge;
 pub mod hooks;
+pub mod world;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
