@@ -21,7 +21,7 @@ fn runs_report_statuses_and_survive_a_forge_outage() {
     let server = Server::start_with(
         &tmp.path().join("data"),
         10.0,
-        &[("KILN_LOG", "info,kiln_server=debug")],
+        &[("KILN_LOG", "info,kiln_server=debug,kiln_engine=debug")],
     );
     let forge = FakeForge::start(TOKEN);
     let remote = Remote::new();

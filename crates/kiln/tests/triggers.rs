@@ -22,7 +22,7 @@ fn world() -> World {
         .trace_git()
         // The trigger module's decisions ("event already handled") are
         // debug lines: the tests wait on them.
-        .env("KILN_LOG", "warn,kiln_server::triggers=debug")
+        .env("KILN_LOG", "warn,kiln_engine::triggers=debug")
         .start()
 }
 
