@@ -15,7 +15,7 @@
 
 mod group;
 pub(crate) mod lines;
-mod spawn;
+pub(crate) mod spawn;
 mod watch;
 
 use std::os::unix::process::ExitStatusExt;
@@ -199,7 +199,7 @@ impl JobHandle for ProcessJob {
         }
         let mut command = match spawn::command_for(&step).await {
             Ok(command) => command,
-            Err(message) => return report(StepExit::SpawnFailed(message)),
+            Err(e) => return report(StepExit::SpawnFailed(e.to_string())),
         };
         let watcher = match watch::arm(&mut command, &self.lifeline) {
             Ok(watcher) => watcher,
