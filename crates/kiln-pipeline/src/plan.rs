@@ -175,13 +175,10 @@ pub fn plan_job(
         return Ok(Decision::Skip);
     }
 
-    let fail_fast = eval_bool(&job.strategy.fail_fast, &jcx)
-        .map_err(|e| err(FieldError::from(e).at("fail-fast")))?;
+    let fail_fast = eval_bool(&job.strategy.fail_fast, &jcx).map_err(|e| err(e.at("fail-fast")))?;
     let max_parallel = match &job.strategy.max_parallel {
         None => None,
-        Some(d) => {
-            Some(eval_count(d, &jcx).map_err(|e| err(FieldError::from(e).at("max-parallel")))?)
-        }
+        Some(d) => Some(eval_count(d, &jcx).map_err(|e| err(e.at("max-parallel")))?),
     };
     let combos: Vec<Option<Combination>> = match &job.strategy.matrix {
         None => vec![None],
@@ -208,9 +205,7 @@ pub fn plan_job(
             ),
         ]);
         let name = match (&job.name, &combo) {
-            (Some(t), _) if !t.is_literal() => {
-                render(t, &jcx).map_err(|e| err(FieldError::from(e).at("name")))?
-            }
+            (Some(t), _) if !t.is_literal() => render(t, &jcx).map_err(|e| err(e.at("name")))?,
             (Some(t), Some(c)) => matrix::display_name(&t.src, c),
             (Some(t), None) => t.src.clone(),
             (None, Some(c)) => matrix::display_name(job.id.as_str(), c),
@@ -218,23 +213,22 @@ pub fn plan_job(
         };
         let mut runs_on = Vec::new();
         for t in &job.runs_on {
-            let label = render(t, &jcx).map_err(|e| err(FieldError::from(e).at("runs-on")))?;
+            let label = render(t, &jcx).map_err(|e| err(e.at("runs-on")))?;
             if !label.is_empty() {
                 runs_on.push(label);
             }
         }
-        let continue_on_error = eval_bool(&job.continue_on_error, &jcx)
-            .map_err(|e| err(FieldError::from(e).at("continue-on-error")))?;
+        let continue_on_error =
+            eval_bool(&job.continue_on_error, &jcx).map_err(|e| err(e.at("continue-on-error")))?;
         let environment = match &job.environment {
             None => None,
             Some(env) => {
-                let name = render(&env.name, &jcx)
-                    .map_err(|e| err(FieldError::from(e).at("environment")))?;
+                let name = render(&env.name, &jcx).map_err(|e| err(e.at("environment")))?;
                 if name.trim().is_empty() {
                     return Err(err(FieldError::EmptyName.at("environment")));
                 }
                 let approval = eval_bool(&env.approval, &jcx)
-                    .map_err(|e| err(FieldError::from(e).at("environment.approval")))?;
+                    .map_err(|e| err(e.at("environment.approval")))?;
                 Some(DeployTarget { name, approval })
             }
         };
