@@ -16,7 +16,7 @@ use kiln_pipeline::expr::{self, StatusCheck};
 use crate::config::PullPolicy;
 use crate::runner::context::{BaseContexts, Ctx};
 
-pub use super::spec_error::{OptionError, SpecError};
+pub use super::spec_error::{BadValue, OptionError, SpecError};
 
 /// The containers of one job.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -365,9 +365,9 @@ pub fn parse_options(text: &str) -> Result<Options, OptionError> {
                 }
             }
         };
-        let flag_err = |reason: String| OptionError::Value {
+        let flag_err = |problem: BadValue| OptionError::Value {
             flag: flag.clone(),
-            reason,
+            problem,
         };
         match flag.as_str() {
             "--cpus" => {
@@ -375,7 +375,7 @@ pub fn parse_options(text: &str) -> Result<Options, OptionError> {
                     .parse()
                     .ok()
                     .filter(|n: &f64| *n > 0.0 && n.is_finite())
-                    .ok_or_else(|| flag_err(format!("`{value}` is not a positive number")))?;
+                    .ok_or_else(|| flag_err(BadValue::NotPositive(value.clone())))?;
                 o.cpus = Some(n);
             }
             "--memory" | "-m" => o.memory = Some(parse_size(&value).map_err(flag_err)?),
@@ -407,7 +407,7 @@ pub fn parse_options(text: &str) -> Result<Options, OptionError> {
             "--pull" => {
                 o.pull = Some(match value.as_str() {
                     "missing" => PullPolicy::IfNotPresent,
-                    other => PullPolicy::parse(other).map_err(flag_err)?,
+                    other => PullPolicy::parse(other).map_err(|e| flag_err(e.into()))?,
                 })
             }
             "--health-cmd" => o.health.cmd = Some(value),
@@ -424,7 +424,7 @@ pub fn parse_options(text: &str) -> Result<Options, OptionError> {
                 o.health.retries = Some(
                     value
                         .parse()
-                        .map_err(|_| flag_err(format!("`{value}` is not a number")))?,
+                        .map_err(|_| flag_err(BadValue::NotANumber(value.clone())))?,
                 )
             }
             other => {
@@ -439,7 +439,7 @@ pub fn parse_options(text: &str) -> Result<Options, OptionError> {
 }
 
 /// `512m`, `2g`, `1024k`, `100b`, `100` (bytes).
-fn parse_size(text: &str) -> Result<i64, String> {
+fn parse_size(text: &str) -> Result<i64, BadValue> {
     let t = text.trim().to_ascii_lowercase();
     let t = t.strip_suffix('b').filter(|s| !s.is_empty()).unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
@@ -451,16 +451,16 @@ fn parse_size(text: &str) -> Result<i64, String> {
     };
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("`{text}` is not a size (like 512m or 2g)"))?;
+        .map_err(|_| BadValue::NotASize(text.to_owned()))?;
     if !(n >= 0.0 && n.is_finite()) {
-        return Err(format!("`{text}` is not a size (like 512m or 2g)"));
+        return Err(BadValue::NotASize(text.to_owned()));
     }
     Ok((n * mult as f64) as i64)
 }
 
 /// `500ms`, `10s`, `1m`, `1h`, `1m30s`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration (like 10s or 1m30s)");
+fn parse_duration(text: &str) -> Result<Duration, BadValue> {
+    let bad = || BadValue::NotADuration(text.to_owned());
     let mut total = Duration::ZERO;
     let mut rest = text.trim();
     if rest.is_empty() {

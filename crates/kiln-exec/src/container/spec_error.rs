@@ -4,6 +4,8 @@
 
 use kiln_pipeline::expr::{EvalError, ExprError};
 
+use crate::config::UnknownPullPolicy;
+
 /// Why `container:` or `services:` could not be rendered.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SpecError {
@@ -46,11 +48,26 @@ pub enum OptionError {
     NotABool { flag: String, value: String },
     #[error("{0} needs a value")]
     NeedsValue(String),
-    #[error("{flag}: {reason}")]
-    Value { flag: String, reason: String },
+    #[error("{flag}: {problem}")]
+    Value { flag: String, problem: BadValue },
     #[error("`{flag}` is not supported by kiln (supported: {supported})")]
     Unsupported {
         flag: String,
         supported: &'static str,
     },
+}
+
+/// What is wrong with the value given to an `options:` flag.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum BadValue {
+    #[error("`{0}` is not a positive number")]
+    NotPositive(String),
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    #[error("`{0}` is not a size (like 512m or 2g)")]
+    NotASize(String),
+    #[error("`{0}` is not a duration (like 10s or 1m30s)")]
+    NotADuration(String),
+    #[error(transparent)]
+    Pull(#[from] UnknownPullPolicy),
 }
