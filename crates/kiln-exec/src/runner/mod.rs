@@ -23,10 +23,10 @@ mod state;
 mod step;
 mod step_files;
 
-use crate::port::{Cancel, Executor, JobSpec, LogLine};
+use crate::port::{Cancel, Executor, JobHandle, JobSpec, LogLine};
 use context::BaseContexts;
 use jiff::Timestamp;
-use kiln_model::workflow::Workflow;
+use kiln_model::workflow::{Job, Workflow};
 use kiln_model::{Failure, FailureClass, JobStatus, StepStatus};
 use kiln_proto::results::{DeployOutcome, Phase, PhaseKind, StepResult};
 use state::JobState;
@@ -135,20 +135,12 @@ pub async fn run_job(
         .and_then(|()| state.evaluate_environment(job))
     {
         let reason = reason.to_string();
-        outcome.status = JobStatus::Failure;
-        outcome.failure = Some(Failure::of(FailureClass::Other));
         observer.note(&reason);
-        outcome.reason = Some(reason);
-        return outcome;
+        return not_started(outcome, reason);
     }
     let timeout = match state.eval_minutes(job.timeout_minutes.as_ref(), "timeout-minutes") {
         Ok(t) => t.unwrap_or(DEFAULT_JOB_TIMEOUT_MINUTES),
-        Err(reason) => {
-            outcome.status = JobStatus::Failure;
-            outcome.failure = Some(Failure::of(FailureClass::Other));
-            outcome.reason = Some(reason.to_string());
-            return outcome;
-        }
+        Err(reason) => return not_started(outcome, reason.to_string()),
     };
     let deadline = Instant::now() + minutes(timeout);
 
@@ -159,14 +151,66 @@ pub async fn run_job(
     let mut handle = match executor.start_job(&spec).await {
         Ok(h) => h,
         Err(e) => {
-            outcome.status = JobStatus::Failure;
-            outcome.failure = Some(Failure::of(FailureClass::Other));
-            outcome.reason = Some(e.to_string());
             observer.note(&e.to_string());
-            return outcome;
+            return not_started(outcome, e.to_string());
         }
     };
 
+    run_steps(
+        &mut state,
+        job,
+        handle.as_mut(),
+        deadline,
+        cancel,
+        &observer,
+        &mut outcome,
+    )
+    .await;
+
+    // A deploy whose steps succeeded: health check, then maybe rollback.
+    let mut deploy_reason = None;
+    if let Some(env) = &job.environment
+        && !(state.failed || state.cancelled || state.timed_out)
+    {
+        let (d, reason) = deploy::after_steps(
+            &mut state,
+            job,
+            env,
+            handle.as_mut(),
+            deadline,
+            cancel,
+            &observer,
+            &mut outcome,
+        )
+        .await;
+        outcome.deploy = Some(d);
+        deploy_reason = reason;
+    }
+
+    job_outputs(&state, job, observer.as_ref(), &mut outcome);
+    clean_up(handle, observer.as_ref(), &mut outcome).await;
+    conclude(&state, timeout, deploy_reason, &mut outcome);
+    outcome
+}
+
+/// The outcome of a job that failed before its first step.
+fn not_started(mut outcome: JobOutcome, reason: String) -> JobOutcome {
+    outcome.status = JobStatus::Failure;
+    outcome.failure = Some(Failure::of(FailureClass::Other));
+    outcome.reason = Some(reason);
+    outcome
+}
+
+/// The job's steps in order, each run, skipped or failed by its condition.
+async fn run_steps(
+    state: &mut JobState<'_>,
+    job: &Job,
+    handle: &mut dyn JobHandle,
+    deadline: Instant,
+    cancel: &Cancel,
+    observer: &Arc<dyn JobObserver>,
+    outcome: &mut JobOutcome,
+) {
     for (i, step) in job.steps.iter().enumerate() {
         let number = i as u32 + 1;
         if cancel.graceful.is_cancelled() || cancel.immediate.is_cancelled() {
@@ -220,13 +264,13 @@ pub async fn run_job(
         let started = Instant::now();
         let (result, step_outputs) = state
             .run_step(
-                handle.as_mut(),
+                handle,
                 number,
                 step,
                 &name,
                 deadline,
                 &step_cancel,
-                &observer,
+                observer,
             )
             .await;
         outcome.phases.push(Phase {
@@ -239,28 +283,15 @@ pub async fn run_job(
         state.record(step, &result, step_outputs);
         outcome.steps.push(result);
     }
+}
 
-    // A deploy whose steps succeeded: health check, then maybe rollback.
-    let mut deploy_reason = None;
-    if let Some(env) = &job.environment
-        && !(state.failed || state.cancelled || state.timed_out)
-    {
-        let (d, reason) = deploy::after_steps(
-            &mut state,
-            job,
-            env,
-            handle.as_mut(),
-            deadline,
-            cancel,
-            &observer,
-            &mut outcome,
-        )
-        .await;
-        outcome.deploy = Some(d);
-        deploy_reason = reason;
-    }
-
-    // Job outputs, from the final step states.
+/// Job outputs, from the final step states.
+fn job_outputs(
+    state: &JobState<'_>,
+    job: &Job,
+    observer: &dyn JobObserver,
+    outcome: &mut JobOutcome,
+) {
     for (key, tpl) in &job.outputs {
         match state.render(tpl) {
             Ok(v) => {
@@ -269,7 +300,15 @@ pub async fn run_job(
             Err(e) => observer.note(&format!("output `{key}` could not be evaluated: {e}")),
         }
     }
+}
 
+/// Ends the job's handle (its containers, leftover processes), timed as
+/// the cleanup phase.
+async fn clean_up(
+    handle: Box<dyn JobHandle>,
+    observer: &dyn JobObserver,
+    outcome: &mut JobOutcome,
+) {
     let cleanup_started = Timestamp::now();
     let cleanup_clock = Instant::now();
     if let Err(e) = handle.finish().await {
@@ -281,7 +320,16 @@ pub async fn run_job(
         started_at: cleanup_started,
         duration_ms: cleanup_clock.elapsed().as_millis() as u64,
     });
+}
 
+/// The job's status, reason and failure class from how its steps and
+/// deploy went.
+fn conclude(
+    state: &JobState<'_>,
+    timeout: f64,
+    deploy_reason: Option<String>,
+    outcome: &mut JobOutcome,
+) {
     (outcome.status, outcome.reason) = if state.timed_out {
         (
             JobStatus::Failure,
@@ -300,8 +348,7 @@ pub async fn run_job(
             None => d,
         });
     }
-    outcome.failure = failure_of(&state, outcome.status);
-    outcome
+    outcome.failure = failure_of(state, outcome.status);
 }
 
 /// The failure class of a job that ended with `status`: a timeout of the
