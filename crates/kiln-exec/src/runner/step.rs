@@ -3,20 +3,52 @@
 //! handle, its exit and file commands turned into a [`StepResult`].
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use jiff::Timestamp;
 use kiln_model::FailureClass;
 use kiln_model::StepStatus;
-use kiln_model::workflow::{Builtin, Step, StepAction};
+use kiln_model::workflow::{Builtin, Shell, Step, StepAction, Template};
 use kiln_proto::results::StepResult;
 
 use super::context::field;
-use super::state::JobState;
+use super::state::{JobState, ValueError};
 use super::step_files::StepFiles;
 use super::{CLEANUP_STEP_LIMIT, JobObserver, fmt_duration, minutes, shell};
 use crate::port::{Cancel, LogLine, LogSink, StepExit, StepReport, StepSpec};
+
+/// Why a step could not be run; its message is the step's failure reason.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("checkout: {0}")]
+    Checkout(String),
+    #[error("env `{key}`: {source}")]
+    Env { key: String, source: ValueError },
+    #[error("run: {0}")]
+    Script(ValueError),
+    #[error("working-directory: {0}")]
+    WorkingDirectory(ValueError),
+    #[error(transparent)]
+    Timeout(ValueError),
+    #[error("writing the step's script in {}: {source}", .dir.display())]
+    Write {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Shell(String),
+}
+
+/// A `run:` step ready to run.
+struct Prepared {
+    spec: StepSpec,
+    files: StepFiles,
+    timeout: Duration,
+    /// Whether `timeout` is what is left of the job's own timeout.
+    job_limit: bool,
+}
 
 impl JobState<'_> {
     #[allow(clippy::too_many_arguments)]
@@ -105,64 +137,122 @@ impl JobState<'_> {
                 builtin: Builtin::Checkout,
                 ..
             } => {
-                let say = |text: String| {
-                    observer.line(
-                        number,
-                        LogLine {
-                            stream: crate::port::Stream::Stdout,
-                            at: SystemTime::now(),
-                            text,
-                        },
-                    )
-                };
-                return match &self.run.checkout {
-                    None => {
-                        say(format!(
-                            "workspace already holds the tree: {}",
-                            self.run.workspace.display()
-                        ));
-                        StepStatus::Success
+                return match self.checkout(number, observer).await {
+                    Ok(()) => StepStatus::Success,
+                    Err(e) => {
+                        self.step_class = FailureClass::Checkout;
+                        fail(result, e.to_string())
                     }
-                    Some(c) => match c.checkout(&self.run.workspace, &say).await {
-                        Ok(()) => StepStatus::Success,
-                        Err(e) => {
-                            self.step_class = FailureClass::Checkout;
-                            fail(result, format!("checkout: {e}"))
-                        }
-                    },
                 };
             }
             StepAction::Unsupported { uses } => {
                 return fail(result, format!("action `{uses}` is not supported by kiln"));
             }
         };
+        let prepared = match self.prepare(number, step, script, shell, wd, deadline) {
+            Ok(p) => p,
+            Err(e) => return fail(result, e.to_string()),
+        };
+        let sink: Arc<dyn LogSink> = Arc::new(StepSink {
+            number,
+            observer: observer.clone(),
+        });
+        let StepReport { exit, .. } = handle.run_step(prepared.spec, sink, cancel).await;
+
+        // File commands are read whatever the exit.
+        let status = self.exit_status(&exit, prepared.timeout, prepared.job_limit, result);
+        if let StepExit::SpawnFailed(m) = &exit {
+            observer.note(&format!("step {number}: {m}"));
+        }
+        match prepared.files.read() {
+            Ok((outs, envs, paths)) => {
+                outputs.extend(outs);
+                for (k, v) in envs {
+                    self.env.insert(k, v);
+                }
+                for p in paths {
+                    self.path_prefix.insert(0, p);
+                }
+                status
+            }
+            Err(e) => {
+                result.reason = Some(e.to_string());
+                observer.note(&format!("step {number}: {e}"));
+                StepStatus::Failure
+            }
+        }
+    }
+
+    /// The `actions/checkout` built-in: the runner's [`super::Checkout`],
+    /// or only a note when the workspace already holds the tree.
+    async fn checkout(
+        &self,
+        number: u32,
+        observer: &Arc<dyn JobObserver>,
+    ) -> Result<(), StepError> {
+        let say = |text: String| {
+            observer.line(
+                number,
+                LogLine {
+                    stream: crate::port::Stream::Stdout,
+                    at: SystemTime::now(),
+                    text,
+                },
+            )
+        };
+        match &self.run.checkout {
+            None => {
+                say(format!(
+                    "workspace already holds the tree: {}",
+                    self.run.workspace.display()
+                ));
+                Ok(())
+            }
+            Some(c) => c
+                .checkout(&self.run.workspace, &say)
+                .await
+                .map_err(StepError::Checkout),
+        }
+    }
+
+    /// A `run:` step made ready to run: its env, script, shell and working
+    /// directory rendered, the script and file-command files written, its
+    /// timeout worked out.
+    fn prepare(
+        &self,
+        number: u32,
+        step: &Step,
+        script: &Template,
+        shell: &Option<Shell>,
+        wd: &Option<Template>,
+        deadline: Instant,
+    ) -> Result<Prepared, StepError> {
         // Step env, evaluated with the env so far.
         let mut step_env = BTreeMap::new();
         for (k, tpl) in &step.env {
-            match self.render_with(tpl, &step_env) {
-                Ok(v) => {
-                    step_env.insert(k.clone(), v);
-                }
-                Err(e) => return fail(result, format!("env `{k}`: {e}")),
-            }
+            let v = self
+                .render_with(tpl, &step_env)
+                .map_err(|source| StepError::Env {
+                    key: k.clone(),
+                    source,
+                })?;
+            step_env.insert(k.clone(), v);
         }
-        let script = match self.render_with(script, &step_env) {
-            Ok(s) => s,
-            Err(e) => return fail(result, format!("run: {e}")),
-        };
+        let script = self
+            .render_with(script, &step_env)
+            .map_err(StepError::Script)?;
         let shell = shell.clone().unwrap_or_else(|| self.shell.clone());
         let cwd = match wd.as_ref().or(self.working_directory.as_ref()) {
             None => self.run.workspace.clone(),
-            Some(t) => match self.render_with(t, &step_env) {
-                Ok(d) => self.run.workspace.join(d),
-                Err(e) => return fail(result, format!("working-directory: {e}")),
-            },
+            Some(t) => self.run.workspace.join(
+                self.render_with(t, &step_env)
+                    .map_err(StepError::WorkingDirectory)?,
+            ),
         };
-        let step_timeout = match self.eval_minutes(step.timeout_minutes.as_ref(), "timeout-minutes")
-        {
-            Ok(t) => t.map(minutes),
-            Err(e) => return fail(result, e.to_string()),
-        };
+        let step_timeout = self
+            .eval_minutes(step.timeout_minutes.as_ref(), "timeout-minutes")
+            .map_err(StepError::Timeout)?
+            .map(minutes);
         // After the job's own timeout, cleanup steps (`if: always()`) get
         // their own limit or CLEANUP_STEP_LIMIT, not the spent deadline.
         let left = if self.timed_out {
@@ -178,39 +268,45 @@ impl JobState<'_> {
         let temp = &self.run.temp;
         let script_path = temp.join(format!("step-{number}.{}", shell::script_extension(&shell)));
         let files = StepFiles::new(temp, number);
-        if let Err(e) = std::fs::write(&script_path, &script).and_then(|()| files.create()) {
-            return fail(
-                result,
-                format!("writing the step's script in {}: {e}", temp.display()),
-            );
-        }
-        let argv = match shell::command(&shell, &script_path) {
-            Ok(a) => a,
-            Err(e) => return fail(result, e),
-        };
+        std::fs::write(&script_path, &script)
+            .and_then(|()| files.create())
+            .map_err(|source| StepError::Write {
+                dir: temp.clone(),
+                source,
+            })?;
+        let argv = shell::command(&shell, &script_path).map_err(StepError::Shell)?;
         let env = self.process_env(&step_env, &files);
-        let spec = StepSpec {
-            argv,
-            env,
-            cwd,
-            timeout: Some(timeout),
-            kill_grace: self.run.kill_grace,
-        };
-        let sink: Arc<dyn LogSink> = Arc::new(StepSink {
-            number,
-            observer: observer.clone(),
-        });
-        let StepReport { exit, .. } = handle.run_step(spec, sink, cancel).await;
+        Ok(Prepared {
+            spec: StepSpec {
+                argv,
+                env,
+                cwd,
+                timeout: Some(timeout),
+                kill_grace: self.run.kill_grace,
+            },
+            files,
+            timeout,
+            job_limit,
+        })
+    }
 
-        // File commands are read whatever the exit.
-        let mut status = match exit {
+    /// The step's status and reason from how its process ended; a timeout
+    /// that was the job's own marks the job timed out.
+    fn exit_status(
+        &mut self,
+        exit: &StepExit,
+        timeout: Duration,
+        job_limit: bool,
+        result: &mut StepResult,
+    ) -> StepStatus {
+        match exit {
             StepExit::Exited(0) => {
                 result.exit_code = Some(0);
                 StepStatus::Success
             }
             StepExit::Exited(code) => {
                 self.step_class = FailureClass::ExitCode;
-                result.exit_code = Some(code);
+                result.exit_code = Some(*code);
                 result.reason = Some(format!("exited with code {code}"));
                 StepStatus::Failure
             }
@@ -234,27 +330,9 @@ impl JobState<'_> {
             }
             StepExit::SpawnFailed(m) => {
                 result.reason = Some(m.clone());
-                observer.note(&format!("step {number}: {m}"));
                 StepStatus::Failure
             }
-        };
-        match files.read() {
-            Ok((outs, envs, paths)) => {
-                outputs.extend(outs);
-                for (k, v) in envs {
-                    self.env.insert(k, v);
-                }
-                for p in paths {
-                    self.path_prefix.insert(0, p);
-                }
-            }
-            Err(e) => {
-                result.reason = Some(e.to_string());
-                observer.note(&format!("step {number}: {e}"));
-                status = StepStatus::Failure;
-            }
         }
-        status
     }
 
     /// The process environment: base, kiln's variables, `env` context, the
