@@ -14,6 +14,151 @@ use crate::port::{Cancel, ExecError, JobHandle, LogSink, StepExit, StepReport, S
 use crate::process::lines::Emitter;
 use crate::process::spawn::check_dir;
 impl ContainerJob {
+    /// Starts the step as an exec in the job container (started again
+    /// first if a timeout or cancel stopped it), its output forwarded to
+    /// `sink`. `Err`: the step's exit, for a step that could not start.
+    async fn start_exec(
+        &mut self,
+        step: &StepSpec,
+        sink: Arc<dyn LogSink>,
+    ) -> Result<StartedExec, StepExit> {
+        let failed = |message: String| StepExit::SpawnFailed(message);
+        let Some(id) = self.container.clone() else {
+            return Err(failed("the job has no container".to_owned()));
+        };
+        if step.argv.is_empty() {
+            return Err(failed("the step has an empty command".to_owned()));
+        }
+        // The workspace and temp directory are the same paths inside; a
+        // missing directory there is reported as the process executor does.
+        let mounted = step.cwd.starts_with(&self.workspace) || step.cwd.starts_with(&self.temp);
+        if mounted && let Err(e) = check_dir(&step.cwd) {
+            return Err(failed(e.to_string()));
+        }
+        if self.stopped {
+            if let Err(e) = self.engine.docker.start_container(&id, None).await {
+                return Err(failed(format!(
+                    "restarting the job's container: {}",
+                    engine_message(&e)
+                )));
+            }
+            self.stopped = false;
+        }
+        let program = step.argv[0].clone();
+        let argv = with_bash_fallback(step.argv.clone());
+        let exec = self
+            .engine
+            .docker
+            .create_exec(
+                &id,
+                CreateExecOptions {
+                    cmd: Some(argv),
+                    env: Some(self.exec_env(&step.env)),
+                    working_dir: Some(step.cwd.display().to_string()),
+                    user: self.user.clone(),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| failed(format!("{program}: {}", engine_message(&e))))?;
+        let output = match self
+            .engine
+            .docker
+            .start_exec(&exec.id, None::<StartExecOptions>)
+            .await
+        {
+            Ok(StartExecResults::Attached { output, .. }) => output,
+            Ok(StartExecResults::Detached) => {
+                return Err(failed(format!("{program}: the engine detached the exec")));
+            }
+            Err(e) => return Err(failed(format!("{program}: {}", engine_message(&e)))),
+        };
+        let reader = tokio::spawn(output::forward(output, Emitter::new(sink)));
+        Ok(StartedExec {
+            id,
+            exec: exec.id,
+            program,
+            reader,
+        })
+    }
+
+    /// Waits for the exec's output to end, signalling the container on a
+    /// timeout or cancel as it comes. `Some`: why kiln stopped the step.
+    async fn wait(
+        &self,
+        id: &str,
+        mut reader: tokio::task::JoinHandle<()>,
+        step: &StepSpec,
+        cancel: &Cancel,
+    ) -> Option<Stop> {
+        let timeout_at = step.timeout.map(|t| Instant::now() + t);
+        let mut reason: Option<StopReason> = None;
+        let mut kill_at: Option<Instant> = None;
+        let mut killed = false;
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut reader => break,
+                () = cancel.immediate.cancelled(), if !killed => {
+                    reason.get_or_insert(StopReason::Cancelled);
+                    self.signal(id, "SIGKILL").await;
+                    killed = true;
+                }
+                () = cancel.graceful.cancelled(), if reason.is_none() => {
+                    reason = Some(StopReason::Cancelled);
+                    self.signal(id, "SIGTERM").await;
+                    kill_at = Some(Instant::now() + step.kill_grace);
+                }
+                () = sleep_until_opt(timeout_at), if reason.is_none() => {
+                    reason = Some(StopReason::TimedOut);
+                    self.signal(id, "SIGTERM").await;
+                    kill_at = Some(Instant::now() + step.kill_grace);
+                }
+                () = sleep_until_opt(kill_at), if !killed => {
+                    self.signal(id, "SIGKILL").await;
+                    killed = true;
+                }
+            }
+        }
+        reason.map(|reason| Stop {
+            reason,
+            kill_at,
+            killed,
+        })
+    }
+
+    /// Finishes stopping container `id` after a timeout or cancel: the rest
+    /// of the container got the same SIGTERM and has what is left of the
+    /// grace period (or until an immediate cancel) to end, then it is
+    /// killed.
+    async fn stop(
+        &mut self,
+        id: &str,
+        Stop {
+            reason,
+            kill_at,
+            killed,
+        }: Stop,
+        cancel: &Cancel,
+    ) -> StepExit {
+        self.stopped = true;
+        if !killed {
+            let deadline = kill_at.unwrap_or_else(Instant::now);
+            tokio::select! {
+                _ = self.wait_stopped(id, deadline) => {}
+                () = cancel.immediate.cancelled() => {}
+            }
+        }
+        self.signal(id, "SIGKILL").await;
+        self.wait_stopped(id, Instant::now() + KILL_WAIT).await;
+        match reason {
+            StopReason::TimedOut => StepExit::TimedOut,
+            StopReason::Cancelled => StepExit::Cancelled,
+        }
+    }
+
     /// The step's environment for exec: what the runner inherited from
     /// kiln's own environment stays on the host (the container has its
     /// own), and the host `PATH` becomes the container's (keeping entries
@@ -79,6 +224,24 @@ fn with_bash_fallback(argv: Vec<String>) -> Vec<String> {
     ]
 }
 
+/// A step's exec in the job container, started.
+struct StartedExec {
+    /// The job container's id.
+    id: String,
+    exec: String,
+    /// The step's program, naming it in errors.
+    program: String,
+    /// The task forwarding the exec's output: done when the output ends.
+    reader: tokio::task::JoinHandle<()>,
+}
+
+/// A step kiln is stopping: why, when SIGKILL is due, whether it was sent.
+struct Stop {
+    reason: StopReason,
+    kill_at: Option<Instant>,
+    killed: bool,
+}
+
 /// Why kiln stopped a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StopReason {
@@ -115,130 +278,15 @@ impl JobHandle for ContainerJob {
         if cancel.immediate.is_cancelled() || cancel.graceful.is_cancelled() {
             return report(StepExit::Cancelled);
         }
-        let Some(id) = self.container.clone() else {
-            return report(StepExit::SpawnFailed("the job has no container".to_owned()));
+        let started = match self.start_exec(&step, sink).await {
+            Ok(started) => started,
+            Err(exit) => return report(exit),
         };
-        if step.argv.is_empty() {
-            return report(StepExit::SpawnFailed(
-                "the step has an empty command".to_owned(),
-            ));
-        }
-        // The workspace and temp directory are the same paths inside; a
-        // missing directory there is reported as the process executor does.
-        let mounted = step.cwd.starts_with(&self.workspace) || step.cwd.starts_with(&self.temp);
-        if mounted && let Err(e) = check_dir(&step.cwd) {
-            return report(StepExit::SpawnFailed(e.to_string()));
-        }
-        if self.stopped {
-            if let Err(e) = self.engine.docker.start_container(&id, None).await {
-                return report(StepExit::SpawnFailed(format!(
-                    "restarting the job's container: {}",
-                    engine_message(&e)
-                )));
-            }
-            self.stopped = false;
-        }
-        let program = step.argv[0].clone();
-        let argv = with_bash_fallback(step.argv.clone());
-        let exec = match self
-            .engine
-            .docker
-            .create_exec(
-                &id,
-                CreateExecOptions {
-                    cmd: Some(argv),
-                    env: Some(self.exec_env(&step.env)),
-                    working_dir: Some(step.cwd.display().to_string()),
-                    user: self.user.clone(),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-        {
-            Ok(exec) => exec,
-            Err(e) => {
-                return report(StepExit::SpawnFailed(format!(
-                    "{program}: {}",
-                    engine_message(&e)
-                )));
-            }
-        };
-        let output = match self
-            .engine
-            .docker
-            .start_exec(&exec.id, None::<StartExecOptions>)
-            .await
-        {
-            Ok(StartExecResults::Attached { output, .. }) => output,
-            Ok(StartExecResults::Detached) => {
-                return report(StepExit::SpawnFailed(format!(
-                    "{program}: the engine detached the exec"
-                )));
-            }
-            Err(e) => {
-                return report(StepExit::SpawnFailed(format!(
-                    "{program}: {}",
-                    engine_message(&e)
-                )));
-            }
-        };
-        let mut reader = tokio::spawn(output::forward(output, Emitter::new(sink)));
-
-        let timeout_at = step.timeout.map(|t| Instant::now() + t);
-        let mut reason: Option<StopReason> = None;
-        let mut kill_at: Option<Instant> = None;
-        let mut killed = false;
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut reader => break,
-                () = cancel.immediate.cancelled(), if !killed => {
-                    reason.get_or_insert(StopReason::Cancelled);
-                    self.signal(&id, "SIGKILL").await;
-                    killed = true;
-                }
-                () = cancel.graceful.cancelled(), if reason.is_none() => {
-                    reason = Some(StopReason::Cancelled);
-                    self.signal(&id, "SIGTERM").await;
-                    kill_at = Some(Instant::now() + step.kill_grace);
-                }
-                () = sleep_until_opt(timeout_at), if reason.is_none() => {
-                    reason = Some(StopReason::TimedOut);
-                    self.signal(&id, "SIGTERM").await;
-                    kill_at = Some(Instant::now() + step.kill_grace);
-                }
-                () = sleep_until_opt(kill_at), if !killed => {
-                    self.signal(&id, "SIGKILL").await;
-                    killed = true;
-                }
-            }
-        }
-
-        let exit = match reason {
-            Some(reason) => {
-                // The rest of the container got the same SIGTERM: it has
-                // what is left of the grace period (or until an immediate
-                // cancel) to end, then it is killed.
-                self.stopped = true;
-                if !killed {
-                    let deadline = kill_at.unwrap_or_else(Instant::now);
-                    tokio::select! {
-                        _ = self.wait_stopped(&id, deadline) => {}
-                        () = cancel.immediate.cancelled() => {}
-                    }
-                }
-                self.signal(&id, "SIGKILL").await;
-                self.wait_stopped(&id, Instant::now() + KILL_WAIT).await;
-                match reason {
-                    StopReason::TimedOut => StepExit::TimedOut,
-                    StopReason::Cancelled => StepExit::Cancelled,
-                }
-            }
-            None => match self.exit_code(&exec.id).await {
+        let exit = match self.wait(&started.id, started.reader, &step, cancel).await {
+            Some(stop) => self.stop(&started.id, stop, cancel).await,
+            None => match self.exit_code(&started.exec).await {
                 Ok(code) => StepExit::Exited(i32::try_from(code).unwrap_or(-1)),
-                Err(e) => StepExit::SpawnFailed(format!("{program}: {e}")),
+                Err(e) => StepExit::SpawnFailed(format!("{}: {e}", started.program)),
             },
         };
         report(exit)
