@@ -65,6 +65,40 @@ impl Mirrors {
     }
 }
 
+/// Why a checkout failed; the message fails the checkout step.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CheckoutError {
+    #[error("`{0}` is not a commit id")]
+    NotACommit(String),
+    #[error("`{0}` is not a repository URL")]
+    NotAUrl(String),
+    #[error("the workspace {} is not empty", .0.display())]
+    WorkspaceNotEmpty(PathBuf),
+    #[error("removing {}: {source}", .path.display())]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("renaming {}: {source}", .path.display())]
+    Rename {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("commit {commit} is not in {url}")]
+    MissingCommit { commit: String, url: String },
+    #[error("{command}: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{command} failed ({status}): {stderr}")]
+    Git {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
 /// The checkout of one job.
 #[derive(Debug)]
 pub(crate) struct GitCheckout {
@@ -81,12 +115,24 @@ impl Checkout for GitCheckout {
         workspace: &Path,
         log: &(dyn Fn(String) + Send + Sync),
     ) -> Result<(), String> {
+        self.check_out(workspace, log)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl GitCheckout {
+    async fn check_out(
+        &self,
+        workspace: &Path,
+        log: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<(), CheckoutError> {
         let commit = self.commit.as_str();
         if !(4..=64).contains(&commit.len()) || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("`{commit}` is not a commit id"));
+            return Err(CheckoutError::NotACommit(commit.to_owned()));
         }
         if self.url.is_empty() || self.url.starts_with('-') {
-            return Err(format!("`{}` is not a repository URL", self.url));
+            return Err(CheckoutError::NotAUrl(self.url.clone()));
         }
         let git = Git {
             env: &self.mirrors.env,
@@ -105,10 +151,7 @@ impl Checkout for GitCheckout {
                 .map(|mut d| d.next().is_none())
                 .unwrap_or(true);
             if !empty {
-                return Err(format!(
-                    "the workspace {} is not empty",
-                    workspace.display()
-                ));
+                return Err(CheckoutError::WorkspaceNotEmpty(workspace.to_path_buf()));
             }
             git.run(
                 None,
@@ -137,9 +180,7 @@ impl Checkout for GitCheckout {
         ));
         Ok(())
     }
-}
 
-impl GitCheckout {
     /// Make sure the mirror exists and has the commit. Called with the
     /// mirror's lock held.
     async fn update_mirror(
@@ -147,14 +188,16 @@ impl GitCheckout {
         git: &Git<'_>,
         mirror: &Path,
         log: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<(), String> {
+    ) -> Result<(), CheckoutError> {
         let commit = self.commit.as_str();
         let wanted = format!("{commit}^{{commit}}");
         if !mirror.join("HEAD").is_file() {
             let partial = mirror.with_extension("partial");
             for leftover in [mirror, partial.as_path()] {
-                workdir::remove(leftover)
-                    .map_err(|e| format!("removing {}: {e}", leftover.display()))?;
+                workdir::remove(leftover).map_err(|source| CheckoutError::Remove {
+                    path: leftover.to_path_buf(),
+                    source,
+                })?;
             }
             log(format!(
                 "cloning {} into the mirror {}",
@@ -174,8 +217,10 @@ impl GitCheckout {
             )
             .await?;
             git.run(Some(&partial), &["config", "gc.auto", "0"]).await?;
-            std::fs::rename(&partial, mirror)
-                .map_err(|e| format!("renaming {}: {e}", partial.display()))?;
+            std::fs::rename(&partial, mirror).map_err(|source| CheckoutError::Rename {
+                path: partial.clone(),
+                source,
+            })?;
         } else if git
             .run(Some(mirror), &["cat-file", "-e", &wanted])
             .await
@@ -200,7 +245,10 @@ impl GitCheckout {
         }
         git.run(Some(mirror), &["cat-file", "-e", &wanted])
             .await
-            .map_err(|_| format!("commit {commit} is not in {}", self.url))
+            .map_err(|_| CheckoutError::MissingCommit {
+                commit: commit.to_owned(),
+                url: self.url.clone(),
+            })
     }
 }
 
@@ -214,7 +262,7 @@ impl Git<'_> {
         &self,
         dir: Option<&Path>,
         args: &[S],
-    ) -> Result<(), String> {
+    ) -> Result<(), CheckoutError> {
         let mut cmd = tokio::process::Command::new("git");
         cmd.env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -236,20 +284,19 @@ impl Git<'_> {
             }
             s
         };
-        let out = cmd
-            .output()
-            .await
-            .map_err(|e| format!("{}: {e}", shown()))?;
+        let out = cmd.output().await.map_err(|source| CheckoutError::Spawn {
+            command: shown(),
+            source,
+        })?;
         if out.status.success() {
             return Ok(());
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        Err(format!(
-            "{} failed ({}): {}",
-            shown(),
-            out.status,
-            stderr.trim()
-        ))
+        Err(CheckoutError::Git {
+            command: shown(),
+            status: out.status,
+            stderr: stderr.trim().to_owned(),
+        })
     }
 }
 

@@ -26,15 +26,18 @@ pub enum PullPolicy {
     Never,
 }
 
+/// A pull policy kiln does not know.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("pull policy `{0}`: expected if-not-present, always or never")]
+pub struct UnknownPullPolicy(pub String);
+
 impl PullPolicy {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, UnknownPullPolicy> {
         match text {
             "if-not-present" => Ok(PullPolicy::IfNotPresent),
             "always" => Ok(PullPolicy::Always),
             "never" => Ok(PullPolicy::Never),
-            other => Err(format!(
-                "pull policy `{other}`: expected if-not-present, always or never"
-            )),
+            other => Err(UnknownPullPolicy(other.to_owned())),
         }
     }
 

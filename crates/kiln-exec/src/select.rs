@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use crate::config::ExecConfig;
-use crate::container::labels::{self, Swept};
+use crate::container::labels::{self, SweepError, Swept};
 use crate::container::{ContainerExecutor, EngineSlot, spec};
 use crate::port::Executor;
 use crate::process::ProcessExecutor;
@@ -60,7 +60,7 @@ impl Executors {
 
     /// Removes what dead kiln processes of this host left in the engine
     /// (an agent calls it when it starts). No engine: nothing to do.
-    pub async fn sweep_leftovers(&self) -> Result<Swept, String> {
+    pub async fn sweep_leftovers(&self) -> Result<Swept, SweepError> {
         match self.engine.get().await {
             Ok(engine) => labels::sweep(&engine).await,
             Err(_) => Ok(Swept::default()),

@@ -18,12 +18,27 @@ use std::sync::OnceLock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("secret key file {path}: {message}")]
-    KeyFile { path: String, message: String },
+    #[error("secret key file {path}: {source}")]
+    KeyFile { path: String, source: KeyFileError },
     #[error("a stored secret does not open with this server's key (was secret.key replaced?)")]
     Open,
     #[error("sealing a secret: {0}")]
     Seal(String),
+}
+
+/// Why the key file could not be read or created.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Random(getrandom::Error),
+    #[error("not hex")]
+    NotHex,
+    #[error("expected 64 hex digits (32 bytes)")]
+    WrongLength,
+    #[error("not a 32-byte key")]
+    NotAKey,
 }
 
 /// The server's secret key, loaded (or created) on first use.
@@ -55,14 +70,14 @@ impl SecretKey {
         if let Some(k) = self.key.get() {
             return Ok(k);
         }
-        let bytes = load_or_create(&self.path).map_err(|message| SecretError::KeyFile {
+        let bytes = load_or_create(&self.path).map_err(|source| SecretError::KeyFile {
             path: self.path.display().to_string(),
-            message,
+            source,
         })?;
         let unbound =
             UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| SecretError::KeyFile {
                 path: self.path.display().to_string(),
-                message: "not a 32-byte key".into(),
+                source: KeyFileError::NotAKey,
             })?;
         // Another task may have won the race; either key is the same file's.
         Ok(self.key.get_or_init(|| LessSafeKey::new(unbound)))
@@ -107,28 +122,26 @@ impl SecretKey {
 }
 
 /// Read the hex key, or create the file (0600, exclusive) with a new one.
-fn load_or_create(path: &Path) -> Result<[u8; 32], String> {
+fn load_or_create(path: &Path) -> Result<[u8; 32], KeyFileError> {
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
-fn parse(text: &str) -> Result<[u8; 32], String> {
-    let bytes = hex::decode(text.trim()).map_err(|_| "not hex".to_owned())?;
-    bytes
-        .try_into()
-        .map_err(|_| "expected 64 hex digits (32 bytes)".to_owned())
+fn parse(text: &str) -> Result<[u8; 32], KeyFileError> {
+    let bytes = hex::decode(text.trim()).map_err(|_| KeyFileError::NotHex)?;
+    bytes.try_into().map_err(|_| KeyFileError::WrongLength)
 }
 
-fn create(path: &Path) -> Result<[u8; 32], String> {
+fn create(path: &Path) -> Result<[u8; 32], KeyFileError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| e.to_string())?;
+    getrandom::fill(&mut key).map_err(KeyFileError::Random)?;
     if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(d)?;
     }
     let file = std::fs::OpenOptions::new()
         .create_new(true)
@@ -137,15 +150,15 @@ fn create(path: &Path) -> Result<[u8; 32], String> {
         .open(path);
     match file {
         Ok(mut f) => {
-            writeln!(f, "{}", hex::encode(key)).map_err(|e| e.to_string())?;
-            f.sync_all().map_err(|e| e.to_string())?;
+            writeln!(f, "{}", hex::encode(key))?;
+            f.sync_all()?;
             Ok(key)
         }
         // Someone else created it meanwhile: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            parse(&std::fs::read_to_string(path).map_err(|e| e.to_string())?)
+            parse(&std::fs::read_to_string(path)?)
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -6,7 +6,8 @@
 //! the contexts in. The same function serves `kiln exec` and the server.
 
 use crate::expr::{self, Context, StatusCheck};
-use crate::matrix::{self, Combination};
+use crate::expr::{EvalError, ExprError};
+use crate::matrix::{self, Combination, MatrixError};
 use kiln_model::Value;
 use kiln_model::workflow::{Concurrency, Dyn, Job, Matrix, Template};
 
@@ -77,6 +78,42 @@ pub struct PlanError {
     pub message: String,
 }
 
+/// Why one value of a job (its `if:`, `matrix`, `name`, …) or of a
+/// workflow's `concurrency:` could not be evaluated.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FieldError {
+    #[error("{0}")]
+    Parse(#[from] ExprError),
+    #[error("{0}")]
+    Eval(#[from] EvalError),
+    #[error("{0}")]
+    Matrix(#[from] MatrixError),
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    #[error("expected a number, got `{0}`")]
+    NotNumeric(String),
+    #[error("expected a positive number, got {0}")]
+    NotPositive(f64),
+    #[error("expected a list, got `{0}`")]
+    NotAList(String),
+    #[error("the group name is empty")]
+    EmptyGroup,
+    #[error("the name is empty")]
+    EmptyName,
+    /// The error of the field at `at` (`if`, `matrix.os`, …).
+    #[error("{at}: {source}")]
+    At { at: String, source: Box<FieldError> },
+}
+
+impl FieldError {
+    fn at(self, at: impl Into<String>) -> FieldError {
+        FieldError::At {
+            at: at.into(),
+            source: Box::new(self),
+        }
+    }
+}
+
 struct JobCx<'a> {
     base: JobContexts<'a>,
     matrix: Value,
@@ -114,9 +151,9 @@ pub fn plan_job(
     cx: JobContexts<'_>,
     status: StatusCheck,
 ) -> Result<Decision, PlanError> {
-    let err = |message: String| PlanError {
+    let err = |e: FieldError| PlanError {
         job: job.id.to_string(),
-        message,
+        message: e.to_string(),
     };
     let mut jcx = JobCx {
         base: cx,
@@ -128,19 +165,20 @@ pub fn plan_job(
     let run = match &job.if_ {
         None => status == StatusCheck::Success,
         Some(cond) => {
-            let c = expr::parse_condition(&cond.src).map_err(|e| err(format!("if: {e}")))?;
-            c.eval(&jcx).map_err(|e| err(format!("if: {e}")))?
+            let c =
+                expr::parse_condition(&cond.src).map_err(|e| err(FieldError::from(e).at("if")))?;
+            c.eval(&jcx)
+                .map_err(|e| err(FieldError::from(e).at("if")))?
         }
     };
     if !run {
         return Ok(Decision::Skip);
     }
 
-    let fail_fast =
-        eval_bool(&job.strategy.fail_fast, &jcx).map_err(|e| err(format!("fail-fast: {e}")))?;
+    let fail_fast = eval_bool(&job.strategy.fail_fast, &jcx).map_err(|e| err(e.at("fail-fast")))?;
     let max_parallel = match &job.strategy.max_parallel {
         None => None,
-        Some(d) => Some(eval_count(d, &jcx).map_err(|e| err(format!("max-parallel: {e}")))?),
+        Some(d) => Some(eval_count(d, &jcx).map_err(|e| err(e.at("max-parallel")))?),
     };
     let combos: Vec<Option<Combination>> = match &job.strategy.matrix {
         None => vec![None],
@@ -167,9 +205,7 @@ pub fn plan_job(
             ),
         ]);
         let name = match (&job.name, &combo) {
-            (Some(t), _) if !t.is_literal() => {
-                render(t, &jcx).map_err(|e| err(format!("name: {e}")))?
-            }
+            (Some(t), _) if !t.is_literal() => render(t, &jcx).map_err(|e| err(e.at("name")))?,
             (Some(t), Some(c)) => matrix::display_name(&t.src, c),
             (Some(t), None) => t.src.clone(),
             (None, Some(c)) => matrix::display_name(job.id.as_str(), c),
@@ -177,22 +213,22 @@ pub fn plan_job(
         };
         let mut runs_on = Vec::new();
         for t in &job.runs_on {
-            let label = render(t, &jcx).map_err(|e| err(format!("runs-on: {e}")))?;
+            let label = render(t, &jcx).map_err(|e| err(e.at("runs-on")))?;
             if !label.is_empty() {
                 runs_on.push(label);
             }
         }
-        let continue_on_error = eval_bool(&job.continue_on_error, &jcx)
-            .map_err(|e| err(format!("continue-on-error: {e}")))?;
+        let continue_on_error =
+            eval_bool(&job.continue_on_error, &jcx).map_err(|e| err(e.at("continue-on-error")))?;
         let environment = match &job.environment {
             None => None,
             Some(env) => {
-                let name = render(&env.name, &jcx).map_err(|e| err(format!("environment: {e}")))?;
+                let name = render(&env.name, &jcx).map_err(|e| err(e.at("environment")))?;
                 if name.trim().is_empty() {
-                    return Err(err("environment: the name is empty".into()));
+                    return Err(err(FieldError::EmptyName.at("environment")));
                 }
                 let approval = eval_bool(&env.approval, &jcx)
-                    .map_err(|e| err(format!("environment.approval: {e}")))?;
+                    .map_err(|e| err(e.at("environment.approval")))?;
                 Some(DeployTarget { name, approval })
             }
         };
@@ -220,7 +256,7 @@ pub fn plan_job(
 
 /// A workflow's `concurrency:` evaluated with the run's contexts (GitHub
 /// allows `github`, `inputs` and `vars` there).
-pub fn workflow_group(c: &Concurrency, cx: JobContexts<'_>) -> Result<Group, String> {
+pub fn workflow_group(c: &Concurrency, cx: JobContexts<'_>) -> Result<Group, FieldError> {
     let jcx = JobCx {
         base: cx,
         matrix: Value::Null,
@@ -230,64 +266,62 @@ pub fn workflow_group(c: &Concurrency, cx: JobContexts<'_>) -> Result<Group, Str
     group(c, &jcx)
 }
 
-fn group(c: &Concurrency, cx: &JobCx<'_>) -> Result<Group, String> {
-    let name = render(&c.group, cx).map_err(|e| format!("concurrency.group: {e}"))?;
+fn group(c: &Concurrency, cx: &JobCx<'_>) -> Result<Group, FieldError> {
+    let name = render(&c.group, cx).map_err(|e| e.at("concurrency.group"))?;
     if name.trim().is_empty() {
-        return Err("concurrency.group: the group name is empty".into());
+        return Err(FieldError::EmptyGroup.at("concurrency.group"));
     }
-    let cancel_in_progress = eval_bool(&c.cancel_in_progress, cx)
-        .map_err(|e| format!("concurrency.cancel-in-progress: {e}"))?;
+    let cancel_in_progress =
+        eval_bool(&c.cancel_in_progress, cx).map_err(|e| e.at("concurrency.cancel-in-progress"))?;
     Ok(Group {
         name,
         cancel_in_progress,
     })
 }
 
-fn expand(m: &Matrix, cx: &JobCx<'_>) -> Result<Vec<Combination>, String> {
+fn expand(m: &Matrix, cx: &JobCx<'_>) -> Result<Vec<Combination>, FieldError> {
     let (axes, include, exclude) = match m {
         Matrix::Dynamic(t) => {
-            let v = eval(t, cx).map_err(|e| format!("matrix: {e}"))?;
-            matrix::split(&v).map_err(|e| e.to_string())?
+            let v = eval(t, cx).map_err(|e| e.at("matrix"))?;
+            matrix::split(&v)?
         }
         Matrix::Static(spec) => {
             let mut axes = Vec::with_capacity(spec.axes.len());
             for (name, values) in &spec.axes {
                 axes.push((
                     name.clone(),
-                    eval_list(values, cx).map_err(|e| format!("matrix.{name}: {e}"))?,
+                    eval_list(values, cx).map_err(|e| e.at(format!("matrix.{name}")))?,
                 ));
             }
-            let include =
-                eval_list(&spec.include, cx).map_err(|e| format!("matrix.include: {e}"))?;
-            let exclude =
-                eval_list(&spec.exclude, cx).map_err(|e| format!("matrix.exclude: {e}"))?;
+            let include = eval_list(&spec.include, cx).map_err(|e| e.at("matrix.include"))?;
+            let exclude = eval_list(&spec.exclude, cx).map_err(|e| e.at("matrix.exclude"))?;
             (axes, include, exclude)
         }
     };
-    matrix::expand(&axes, &include, &exclude).map_err(|e| e.to_string())
+    Ok(matrix::expand(&axes, &include, &exclude)?)
 }
 
-fn eval(t: &Template, cx: &dyn Context) -> Result<Value, String> {
-    let parsed = expr::parse_template(&t.src).map_err(|e| e.to_string())?;
-    parsed.eval(cx).map_err(|e| e.to_string())
+fn eval(t: &Template, cx: &dyn Context) -> Result<Value, FieldError> {
+    let parsed = expr::parse_template(&t.src)?;
+    Ok(parsed.eval(cx)?)
 }
 
-fn render(t: &Template, cx: &dyn Context) -> Result<String, String> {
+fn render(t: &Template, cx: &dyn Context) -> Result<String, FieldError> {
     if t.is_literal() {
         return Ok(t.src.clone());
     }
-    let parsed = expr::parse_template(&t.src).map_err(|e| e.to_string())?;
-    parsed.render(cx).map_err(|e| e.to_string())
+    let parsed = expr::parse_template(&t.src)?;
+    Ok(parsed.render(cx)?)
 }
 
-fn eval_bool(d: &Dyn<bool>, cx: &dyn Context) -> Result<bool, String> {
+fn eval_bool(d: &Dyn<bool>, cx: &dyn Context) -> Result<bool, FieldError> {
     match d {
         Dyn::Lit(b) => Ok(*b),
         Dyn::Expr(t) => eval(t, cx).map(|v| expr::truthy(&v)),
     }
 }
 
-fn eval_count(d: &Dyn<f64>, cx: &dyn Context) -> Result<usize, String> {
+fn eval_count(d: &Dyn<f64>, cx: &dyn Context) -> Result<usize, FieldError> {
     let n = match d {
         Dyn::Lit(n) => *n,
         Dyn::Expr(t) => match eval(t, cx)? {
@@ -295,31 +329,23 @@ fn eval_count(d: &Dyn<f64>, cx: &dyn Context) -> Result<usize, String> {
             Value::String(s) => s
                 .trim()
                 .parse()
-                .map_err(|_| format!("`{s}` is not a number"))?,
-            other => {
-                return Err(format!(
-                    "expected a number, got `{}`",
-                    expr::to_string(&other)
-                ));
-            }
+                .map_err(|_| FieldError::NotANumber(s.clone()))?,
+            other => return Err(FieldError::NotNumeric(expr::to_string(&other))),
         },
     };
     if n >= 1.0 && n.is_finite() {
         Ok(n as usize)
     } else {
-        Err(format!("expected a positive number, got {n}"))
+        Err(FieldError::NotPositive(n))
     }
 }
 
-fn eval_list(d: &Dyn<Vec<Value>>, cx: &dyn Context) -> Result<Vec<Value>, String> {
+fn eval_list(d: &Dyn<Vec<Value>>, cx: &dyn Context) -> Result<Vec<Value>, FieldError> {
     match d {
         Dyn::Lit(v) => Ok(v.clone()),
         Dyn::Expr(t) => match eval(t, cx)? {
             Value::Array(a) => Ok(a),
-            other => Err(format!(
-                "expected a list, got `{}`",
-                expr::to_string(&other)
-            )),
+            other => Err(FieldError::NotAList(expr::to_string(&other))),
         },
     }
 }

@@ -16,6 +16,33 @@ use bollard::Docker;
 /// a long grace period); kiln bounds them itself where it matters.
 const REQUEST_TIMEOUT_SECS: u64 = 3600;
 
+/// Why no engine could be found or connected to. One line each, for
+/// `kiln doctor` and job errors alike.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no container engine found: DOCKER_HOST is not set and none of {} exists", .looked.join(", "))]
+    NotFound { looked: Vec<String> },
+    #[error("socket {0} does not exist")]
+    NoSocket(String),
+    #[error("{0}: unsupported engine address (kiln speaks unix:// and tcp:// without TLS)")]
+    Unsupported(String),
+    #[error("{url}: {source}")]
+    Client {
+        url: String,
+        source: bollard::errors::Error,
+    },
+    #[error("{url} does not answer: {source}")]
+    NoAnswer {
+        url: String,
+        source: bollard::errors::Error,
+    },
+    #[error("{url}: reading the engine version: {source}")]
+    Version {
+        url: String,
+        source: bollard::errors::Error,
+    },
+}
+
 /// Where the engine was found, and why there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -59,7 +86,7 @@ pub fn discover_with(
     docker_host: Option<&str>,
     xdg_runtime_dir: Option<&str>,
     exists: impl Fn(&Path) -> bool,
-) -> Result<Endpoint, String> {
+) -> Result<Endpoint, EngineError> {
     if let Some(host) = docker_host.filter(|h| !h.is_empty()) {
         return Ok(Endpoint {
             url: host.to_owned(),
@@ -85,15 +112,13 @@ pub fn discover_with(
             });
         }
     }
-    let looked: Vec<&str> = candidates.iter().map(|(p, _)| p.as_str()).collect();
-    Err(format!(
-        "no container engine found: DOCKER_HOST is not set and none of {} exists",
-        looked.join(", ")
-    ))
+    Err(EngineError::NotFound {
+        looked: candidates.into_iter().map(|(p, _)| p).collect(),
+    })
 }
 
 /// [`discover_with`] on this process's environment.
-pub fn discover() -> Result<Endpoint, String> {
+pub fn discover() -> Result<Endpoint, EngineError> {
     let host = std::env::var("DOCKER_HOST").ok();
     let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
     discover_with(host.as_deref(), xdg.as_deref(), |p| p.exists())
@@ -133,12 +158,12 @@ impl Engine {
     /// Connects to `endpoint`, negotiates the API version and reads the
     /// engine's identity. Errors are one line, for `kiln doctor` and job
     /// errors alike.
-    pub async fn connect(endpoint: Endpoint) -> Result<Engine, String> {
+    pub async fn connect(endpoint: Endpoint) -> Result<Engine, EngineError> {
         let docker = match &endpoint.url {
             url if url.starts_with("unix://") => {
                 let path = url.trim_start_matches("unix://");
                 if !Path::new(path).exists() {
-                    return Err(format!("socket {path} does not exist"));
+                    return Err(EngineError::NoSocket(path.to_owned()));
                 }
                 Docker::connect_with_unix(url, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
             }
@@ -146,20 +171,27 @@ impl Engine {
                 Docker::connect_with_http(url, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
             }
             url => {
-                return Err(format!(
-                    "{url}: unsupported engine address (kiln speaks unix:// and tcp:// without TLS)"
-                ));
+                return Err(EngineError::Unsupported(url.to_owned()));
             }
         }
-        .map_err(|e| format!("{}: {e}", endpoint.url))?;
+        .map_err(|source| EngineError::Client {
+            url: endpoint.url.clone(),
+            source,
+        })?;
         let docker = docker
             .negotiate_version()
             .await
-            .map_err(|e| format!("{} does not answer: {e}", endpoint.url))?;
+            .map_err(|source| EngineError::NoAnswer {
+                url: endpoint.url.clone(),
+                source,
+            })?;
         let version = docker
             .version()
             .await
-            .map_err(|e| format!("{}: reading the engine version: {e}", endpoint.url))?;
+            .map_err(|source| EngineError::Version {
+                url: endpoint.url.clone(),
+                source,
+            })?;
         let podman = version
             .components
             .iter()
@@ -200,7 +232,7 @@ impl Engine {
     }
 
     /// Discovers and connects.
-    pub async fn connect_default() -> Result<Engine, String> {
+    pub async fn connect_default() -> Result<Engine, EngineError> {
         Engine::connect(discover()?).await
     }
 
@@ -244,7 +276,9 @@ mod tests {
 
     #[test]
     fn nothing_found_says_where_it_looked() {
-        let err = discover_with(None, None, |_| false).unwrap_err();
+        let err = discover_with(None, None, |_| false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/var/run/docker.sock"), "{err}");
         assert!(err.contains("/run/podman/podman.sock"), "{err}");
     }

@@ -3,6 +3,7 @@
 //! configuration allows it, because whoever holds the socket controls the
 //! engine and so the machine.
 
+use super::error::ContainerError;
 use std::path::{Path, PathBuf};
 
 use super::engine::{DOCKER_SOCKET, Endpoint, PODMAN_SYSTEM_SOCKET};
@@ -39,7 +40,7 @@ pub(crate) fn engine_sockets(endpoint: &Endpoint) -> Vec<PathBuf> {
 }
 
 /// `Err` names the first volume that exposes an engine socket.
-pub(crate) fn check(volumes: &[&str], sockets: &[PathBuf]) -> Result<(), String> {
+pub(crate) fn check(volumes: &[&str], sockets: &[PathBuf]) -> Result<(), ContainerError> {
     for volume in volumes {
         let Some(src) = bind_source(volume) else {
             continue;
@@ -48,11 +49,10 @@ pub(crate) fn check(volumes: &[&str], sockets: &[PathBuf]) -> Result<(), String>
         let canonical = std::fs::canonicalize(src).unwrap_or_else(|_| src.to_path_buf());
         for socket in sockets {
             if socket.starts_with(&canonical) || socket.starts_with(src) {
-                return Err(format!(
-                    "volume `{volume}` would give the job the container engine's socket ({}); \
-                     the agent's configuration does not allow it (set allow_socket_mount to permit)",
-                    socket.display()
-                ));
+                return Err(ContainerError::SocketMount {
+                    volume: (*volume).to_owned(),
+                    socket: socket.clone(),
+                });
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The pull policy: making sure the engine has a job's images before
 //! anything is created, with errors that name the image.
 
+use super::error::ContainerError;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
@@ -32,38 +33,41 @@ pub(crate) async fn ensure(
     engine: &Engine,
     spec: &ContainerSpec,
     policy: PullPolicy,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ContainerError> {
     let image = &spec.image;
     let inspect = || async {
         match engine.docker.inspect_image(image).await {
             Ok(i) => Ok(Some(i.config.and_then(|c| c.env).unwrap_or_default())),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(format!("image `{image}`: {}", engine_message(&e))),
+            Err(e) => Err(ContainerError::Inspect {
+                image: image.clone(),
+                message: engine_message(&e),
+            }),
         }
     };
     match policy {
-        PullPolicy::Never => inspect().await?.ok_or_else(|| {
-            format!("image `{image}` is not on the engine and the pull policy is `never`")
-        }),
+        PullPolicy::Never => inspect()
+            .await?
+            .ok_or_else(|| ContainerError::NotPulled(image.clone())),
         PullPolicy::IfNotPresent => match inspect().await? {
             Some(env) => Ok(env),
             None => {
                 pull(engine, spec).await?;
                 inspect()
                     .await?
-                    .ok_or_else(|| format!("image `{image}` is still missing after a pull"))
+                    .ok_or_else(|| ContainerError::MissingAfterPull(image.clone()))
             }
         },
         PullPolicy::Always => {
             pull(engine, spec).await?;
             inspect()
                 .await?
-                .ok_or_else(|| format!("image `{image}` is still missing after a pull"))
+                .ok_or_else(|| ContainerError::MissingAfterPull(image.clone()))
         }
     }
 }
 
-async fn pull(engine: &Engine, spec: &ContainerSpec) -> Result<(), String> {
+async fn pull(engine: &Engine, spec: &ContainerSpec) -> Result<(), ContainerError> {
     let image = &spec.image;
     let (repo, tag) = pull_ref(image);
     let mut options = CreateImageOptionsBuilder::new().from_image(&repo);
@@ -83,14 +87,17 @@ async fn pull(engine: &Engine, spec: &ContainerSpec) -> Result<(), String> {
             Ok(info) => {
                 if let Some(detail) = info.error_detail {
                     let message = detail.message.unwrap_or_default();
-                    return Err(format!("pulling image `{image}` failed: {message}"));
+                    return Err(ContainerError::Pull {
+                        image: image.clone(),
+                        message,
+                    });
                 }
             }
             Err(e) => {
-                return Err(format!(
-                    "pulling image `{image}` failed: {}",
-                    engine_message(&e)
-                ));
+                return Err(ContainerError::Pull {
+                    image: image.clone(),
+                    message: engine_message(&e),
+                });
             }
         }
     }

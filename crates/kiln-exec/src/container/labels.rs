@@ -16,6 +16,16 @@ use bollard::query_parameters::{
 
 use super::engine::Engine;
 
+/// Why the sweep could not even list what kiln left behind (failures to
+/// remove single objects are in [`Swept::failures`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("listing kiln's containers: {0}")]
+    Containers(bollard::errors::Error),
+    #[error("listing kiln's networks: {0}")]
+    Networks(bollard::errors::Error),
+}
+
 pub const MANAGED: &str = "io.kiln.managed";
 pub const JOB: &str = "io.kiln.job";
 pub const HOST: &str = "io.kiln.owner.host";
@@ -112,7 +122,7 @@ pub struct Swept {
 /// whose owner ran on this host and is dead. Safe to run at any time and
 /// from several processes at once: removing what is already gone counts as
 /// done.
-pub async fn sweep(engine: &Engine) -> Result<Swept, String> {
+pub async fn sweep(engine: &Engine) -> Result<Swept, SweepError> {
     let host = hostname();
     let filter = HashMap::from([("label", vec![format!("{MANAGED}=true")])]);
     let containers = engine
@@ -124,7 +134,7 @@ pub async fn sweep(engine: &Engine) -> Result<Swept, String> {
                 .build(),
         ))
         .await
-        .map_err(|e| format!("listing kiln's containers: {e}"))?;
+        .map_err(SweepError::Containers)?;
     let mut swept = Swept::default();
     for c in containers {
         let labels = c.labels.clone().unwrap_or_default();
@@ -160,7 +170,7 @@ pub async fn sweep(engine: &Engine) -> Result<Swept, String> {
             ListNetworksOptionsBuilder::new().filters(&filter).build(),
         ))
         .await
-        .map_err(|e| format!("listing kiln's networks: {e}"))?;
+        .map_err(SweepError::Networks)?;
     for n in networks {
         let labels = n.labels.clone().unwrap_or_default();
         if Owner::alive_from(&labels, &host) != Some(false) {

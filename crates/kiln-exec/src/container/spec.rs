@@ -16,6 +16,8 @@ use kiln_pipeline::expr::{self, StatusCheck};
 use crate::config::PullPolicy;
 use crate::runner::context::{BaseContexts, Ctx};
 
+pub use super::spec_error::{BadValue, OptionError, SpecError};
+
 /// The containers of one job.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobContainers {
@@ -91,7 +93,7 @@ pub fn render(
     job: &Job,
     contexts: &BaseContexts,
     workspace: &Path,
-) -> Result<JobContainers, String> {
+) -> Result<JobContainers, SpecError> {
     let empty = Value::object::<&str>([]);
     let ctx = Ctx {
         base: contexts,
@@ -104,11 +106,11 @@ pub fn render(
     let container = job
         .container
         .as_ref()
-        .map(|c| render_container(c, &ctx).map_err(|e| format!("container: {e}")))
+        .map(|c| render_container(c, &ctx).map_err(|e| e.within("container")))
         .transpose()?;
     let mut services = Vec::with_capacity(job.services.len());
     for s in &job.services {
-        let spec = render_service(s, &ctx).map_err(|e| format!("services.{}: {e}", s.name))?;
+        let spec = render_service(s, &ctx).map_err(|e| e.within(format!("services.{}", s.name)))?;
         check_name(&s.name)?;
         services.push(ServiceSpec {
             name: s.name.clone(),
@@ -122,7 +124,7 @@ pub fn render(
     })
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), SpecError> {
     let ok = !name.is_empty()
         && name
             .chars()
@@ -130,52 +132,54 @@ fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "services.{name}: a service name must be a host name (letters, digits, `-`, `_`, `.`)"
-        ))
+        Err(SpecError::ServiceName(name.to_owned()))
     }
 }
 
-fn render_one(tpl: &Template, ctx: &Ctx<'_>) -> Result<String, String> {
+fn render_one(tpl: &Template, ctx: &Ctx<'_>) -> Result<String, SpecError> {
     if tpl.is_literal() {
         return Ok(tpl.src.clone());
     }
-    let parsed = expr::parse_template(&tpl.src).map_err(|e| e.to_string())?;
-    parsed.render(ctx).map_err(|e| e.to_string())
+    let parsed = expr::parse_template(&tpl.src)?;
+    Ok(parsed.render(ctx)?)
 }
 
-fn render_pairs(pairs: &Pairs, ctx: &Ctx<'_>) -> Result<Vec<(String, String)>, String> {
+fn render_pairs(pairs: &Pairs, ctx: &Ctx<'_>) -> Result<Vec<(String, String)>, SpecError> {
     pairs
         .iter()
         .map(|(k, v)| {
             Ok((
                 k.clone(),
-                render_one(v, ctx).map_err(|e| format!("env `{k}`: {e}"))?,
+                render_one(v, ctx).map_err(|e| e.within(format!("env `{k}`")))?,
             ))
         })
         .collect()
 }
 
-fn render_list(list: &[Template], what: &str, ctx: &Ctx<'_>) -> Result<Vec<String>, String> {
+fn render_list(
+    list: &[Template],
+    what: &'static str,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<String>, SpecError> {
     list.iter()
-        .map(|t| render_one(t, ctx).map_err(|e| format!("{what}: {e}")))
+        .map(|t| render_one(t, ctx).map_err(|e| e.within(what)))
         .collect()
 }
 
-fn render_container(c: &Container, ctx: &Ctx<'_>) -> Result<ContainerSpec, String> {
+fn render_container(c: &Container, ctx: &Ctx<'_>) -> Result<ContainerSpec, SpecError> {
     let credentials = c
         .credentials
         .as_ref()
         .map(|cr| {
-            Ok::<_, String>((
+            Ok::<_, SpecError>((
                 render_one(&cr.username, ctx)?,
                 render_one(&cr.password, ctx)?,
             ))
         })
         .transpose()
-        .map_err(|e| format!("credentials: {e}"))?;
+        .map_err(|e| e.within("credentials"))?;
     build(
-        render_one(&c.image, ctx).map_err(|e| format!("image: {e}"))?,
+        render_one(&c.image, ctx).map_err(|e| e.within("image"))?,
         render_pairs(&c.env, ctx)?,
         render_list(&c.volumes, "volumes", ctx)?,
         render_list(&c.ports, "ports", ctx)?,
@@ -184,20 +188,20 @@ fn render_container(c: &Container, ctx: &Ctx<'_>) -> Result<ContainerSpec, Strin
     )
 }
 
-fn render_service(s: &Service, ctx: &Ctx<'_>) -> Result<ContainerSpec, String> {
+fn render_service(s: &Service, ctx: &Ctx<'_>) -> Result<ContainerSpec, SpecError> {
     let credentials = s
         .credentials
         .as_ref()
         .map(|cr| {
-            Ok::<_, String>((
+            Ok::<_, SpecError>((
                 render_one(&cr.username, ctx)?,
                 render_one(&cr.password, ctx)?,
             ))
         })
         .transpose()
-        .map_err(|e| format!("credentials: {e}"))?;
+        .map_err(|e| e.within("credentials"))?;
     build(
-        render_one(&s.image, ctx).map_err(|e| format!("image: {e}"))?,
+        render_one(&s.image, ctx).map_err(|e| e.within("image"))?,
         render_pairs(&s.env, ctx)?,
         render_list(&s.volumes, "volumes", ctx)?,
         render_list(&s.ports, "ports", ctx)?,
@@ -213,16 +217,16 @@ fn build(
     ports: Vec<String>,
     credentials: Option<(String, String)>,
     options: Option<String>,
-) -> Result<ContainerSpec, String> {
+) -> Result<ContainerSpec, SpecError> {
     let image = image.trim().to_owned();
     if image.is_empty() {
-        return Err("image is empty".to_owned());
+        return Err(SpecError::EmptyImage);
     }
     for p in &ports {
         parse_port(p)?;
     }
     let options = match options {
-        Some(o) => parse_options(&o).map_err(|e| format!("options: {e}"))?,
+        Some(o) => parse_options(&o).map_err(SpecError::Options)?,
         None => Options::default(),
     };
     Ok(ContainerSpec {
@@ -236,8 +240,8 @@ fn build(
 }
 
 /// A published port: `(host ip, host port, container port/proto)`.
-pub fn parse_port(text: &str) -> Result<(Option<String>, Option<String>, String), String> {
-    let bad = || format!("port `{text}`: expected CONTAINER, HOST:CONTAINER or IP:HOST:CONTAINER");
+pub fn parse_port(text: &str) -> Result<(Option<String>, Option<String>, String), SpecError> {
+    let bad = || SpecError::Port(text.to_owned());
     let (spec, proto) = match text.rsplit_once('/') {
         Some((s, p)) if matches!(p, "tcp" | "udp" | "sctp") => (s, p),
         Some(_) => return Err(bad()),
@@ -260,7 +264,7 @@ pub fn parse_port(text: &str) -> Result<(Option<String>, Option<String>, String)
 
 /// Splits `options:` as a shell would split words (quotes, backslashes),
 /// without expansions.
-fn words(text: &str) -> Result<Vec<String>, String> {
+fn words(text: &str) -> Result<Vec<String>, OptionError> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -273,7 +277,7 @@ fn words(text: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some('\'') => break,
                         Some(c) => cur.push(c),
-                        None => return Err("unterminated single quote".to_owned()),
+                        None => return Err(OptionError::Unterminated("single")),
                     }
                 }
             }
@@ -284,10 +288,10 @@ fn words(text: &str) -> Result<Vec<String>, String> {
                         Some('"') => break,
                         Some('\\') => match chars.next() {
                             Some(c) => cur.push(c),
-                            None => return Err("unterminated double quote".to_owned()),
+                            None => return Err(OptionError::Unterminated("double")),
                         },
                         Some(c) => cur.push(c),
-                        None => return Err("unterminated double quote".to_owned()),
+                        None => return Err(OptionError::Unterminated("double")),
                     }
                 }
             }
@@ -322,7 +326,7 @@ const SUPPORTED: &str = "--cpus, --memory/-m, --env/-e, --user/-u, --entrypoint,
                          --health-start-period";
 
 /// Parses the `docker run` flags of `options:`.
-pub fn parse_options(text: &str) -> Result<Options, String> {
+pub fn parse_options(text: &str) -> Result<Options, OptionError> {
     let words = words(text)?;
     let mut o = Options::default();
     let mut i = 0;
@@ -334,14 +338,19 @@ pub fn parse_options(text: &str) -> Result<Options, String> {
             _ => (word.clone(), None),
         };
         if !flag.starts_with('-') {
-            return Err(format!("`{word}` is not an option"));
+            return Err(OptionError::NotAnOption(word.clone()));
         }
         let boolean = matches!(flag.as_str(), "--privileged" | "--init");
         let value = if boolean {
             match inline.as_deref() {
                 None | Some("true") => "true".to_owned(),
                 Some("false") => "false".to_owned(),
-                Some(v) => return Err(format!("{flag}: expected true or false, got `{v}`")),
+                Some(v) => {
+                    return Err(OptionError::NotABool {
+                        flag,
+                        value: v.to_owned(),
+                    });
+                }
             }
         } else {
             match inline {
@@ -349,21 +358,24 @@ pub fn parse_options(text: &str) -> Result<Options, String> {
                 None => {
                     let v = words
                         .get(i)
-                        .ok_or_else(|| format!("{flag} needs a value"))?
+                        .ok_or_else(|| OptionError::NeedsValue(flag.clone()))?
                         .clone();
                     i += 1;
                     v
                 }
             }
         };
-        let flag_err = |e: String| format!("{flag}: {e}");
+        let flag_err = |problem: BadValue| OptionError::Value {
+            flag: flag.clone(),
+            problem,
+        };
         match flag.as_str() {
             "--cpus" => {
                 let n: f64 = value
                     .parse()
                     .ok()
                     .filter(|n: &f64| *n > 0.0 && n.is_finite())
-                    .ok_or_else(|| format!("--cpus: `{value}` is not a positive number"))?;
+                    .ok_or_else(|| flag_err(BadValue::NotPositive(value.clone())))?;
                 o.cpus = Some(n);
             }
             "--memory" | "-m" => o.memory = Some(parse_size(&value).map_err(flag_err)?),
@@ -395,7 +407,7 @@ pub fn parse_options(text: &str) -> Result<Options, String> {
             "--pull" => {
                 o.pull = Some(match value.as_str() {
                     "missing" => PullPolicy::IfNotPresent,
-                    other => PullPolicy::parse(other).map_err(flag_err)?,
+                    other => PullPolicy::parse(other).map_err(|e| flag_err(e.into()))?,
                 })
             }
             "--health-cmd" => o.health.cmd = Some(value),
@@ -412,13 +424,14 @@ pub fn parse_options(text: &str) -> Result<Options, String> {
                 o.health.retries = Some(
                     value
                         .parse()
-                        .map_err(|_| format!("--health-retries: `{value}` is not a number"))?,
+                        .map_err(|_| flag_err(BadValue::NotANumber(value.clone())))?,
                 )
             }
             other => {
-                return Err(format!(
-                    "`{other}` is not supported by kiln (supported: {SUPPORTED})"
-                ));
+                return Err(OptionError::Unsupported {
+                    flag: other.to_owned(),
+                    supported: SUPPORTED,
+                });
             }
         }
     }
@@ -426,7 +439,7 @@ pub fn parse_options(text: &str) -> Result<Options, String> {
 }
 
 /// `512m`, `2g`, `1024k`, `100b`, `100` (bytes).
-fn parse_size(text: &str) -> Result<i64, String> {
+fn parse_size(text: &str) -> Result<i64, BadValue> {
     let t = text.trim().to_ascii_lowercase();
     let t = t.strip_suffix('b').filter(|s| !s.is_empty()).unwrap_or(&t);
     let (num, mult) = match t.chars().last() {
@@ -438,16 +451,16 @@ fn parse_size(text: &str) -> Result<i64, String> {
     };
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("`{text}` is not a size (like 512m or 2g)"))?;
+        .map_err(|_| BadValue::NotASize(text.to_owned()))?;
     if !(n >= 0.0 && n.is_finite()) {
-        return Err(format!("`{text}` is not a size (like 512m or 2g)"));
+        return Err(BadValue::NotASize(text.to_owned()));
     }
     Ok((n * mult as f64) as i64)
 }
 
 /// `500ms`, `10s`, `1m`, `1h`, `1m30s`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration (like 10s or 1m30s)");
+fn parse_duration(text: &str) -> Result<Duration, BadValue> {
+    let bad = || BadValue::NotADuration(text.to_owned());
     let mut total = Duration::ZERO;
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -502,11 +515,14 @@ mod tests {
 
     #[test]
     fn unknown_options_are_refused_by_name() {
-        let e = parse_options("--cpus 1 --network host").unwrap_err();
+        let e = parse_options("--cpus 1 --network host")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("`--network` is not supported"), "{e}");
         assert!(
             parse_options("--cpus")
                 .unwrap_err()
+                .to_string()
                 .contains("needs a value")
         );
         assert!(parse_options("'open").is_err());

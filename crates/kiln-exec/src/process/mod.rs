@@ -15,7 +15,7 @@
 
 mod group;
 pub(crate) mod lines;
-mod spawn;
+pub(crate) mod spawn;
 mod watch;
 
 use std::os::unix::process::ExitStatusExt;
@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use tokio::process::Child;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -180,31 +181,23 @@ fn exit_of(status: ExitStatus) -> StepExit {
     }
 }
 
-#[async_trait::async_trait]
-impl JobHandle for ProcessJob {
-    async fn run_step(
+impl ProcessJob {
+    /// Spawns the step's process as the leader of a new group, watched
+    /// and registered with the job, its output forwarded to `sink`.
+    /// `Err`: the exit of a step that could not start.
+    async fn spawn_step(
         &mut self,
-        step: StepSpec,
+        step: &StepSpec,
         sink: Arc<dyn LogSink>,
-        cancel: &Cancel,
-    ) -> StepReport {
-        let started = SystemTime::now();
-        let report = |exit| StepReport {
-            exit,
-            started,
-            finished: SystemTime::now(),
-        };
-        if cancel.immediate.is_cancelled() || cancel.graceful.is_cancelled() {
-            return report(StepExit::Cancelled);
-        }
-        let mut command = match spawn::command_for(&step).await {
+    ) -> Result<(Child, Group, StepReaders), StepExit> {
+        let mut command = match spawn::command_for(step).await {
             Ok(command) => command,
-            Err(message) => return report(StepExit::SpawnFailed(message)),
+            Err(e) => return Err(StepExit::SpawnFailed(e.to_string())),
         };
         let watcher = match watch::arm(&mut command, &self.lifeline) {
             Ok(watcher) => watcher,
             Err(err) => {
-                return report(StepExit::SpawnFailed(format!(
+                return Err(StepExit::SpawnFailed(format!(
                     "the step's watcher (a pipe): {err}"
                 )));
             }
@@ -220,13 +213,13 @@ impl JobHandle for ProcessJob {
                     let _ = nix::sys::signal::kill(watcher, Signal::SIGKILL);
                 }
                 let program = step.argv.first().map(String::as_str).unwrap_or_default();
-                return report(StepExit::SpawnFailed(format!("{program}: {err}")));
+                return Err(StepExit::SpawnFailed(format!("{program}: {err}")));
             }
         };
         let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
             // `id` is None only once the child has been reaped, which nothing
             // did yet.
-            return report(StepExit::SpawnFailed(
+            return Err(StepExit::SpawnFailed(
                 "the step's process vanished".to_owned(),
             ));
         };
@@ -236,7 +229,7 @@ impl JobHandle for ProcessJob {
             // is a broken invariant. A step does not run unguarded.
             let _ = signal_group(pgid, Signal::SIGKILL);
             let _ = child.wait().await;
-            return report(StepExit::SpawnFailed(
+            return Err(StepExit::SpawnFailed(
                 "the step's watcher did not report its pid".to_owned(),
             ));
         };
@@ -263,7 +256,18 @@ impl JobHandle for ProcessJob {
                 .0
                 .push(tokio::spawn(forward_lines(stderr, Stream::Stderr, emitter)));
         }
+        Ok((child, group, readers))
+    }
 
+    /// Waits for the step's leader to exit, stopping its group on a
+    /// timeout or cancel as they come.
+    async fn wait_step(
+        child: &mut Child,
+        group: &Group,
+        step: &StepSpec,
+        cancel: &Cancel,
+    ) -> StepExit {
+        let pgid = group.pgid;
         let timeout_at = step.timeout.map(|timeout| Instant::now() + timeout);
         let mut stopping = Stopping::default();
         let waited = loop {
@@ -285,17 +289,17 @@ impl JobHandle for ProcessJob {
             }
         };
 
-        let exit = match (stopping.reason, waited) {
+        match (stopping.reason, waited) {
             (Some(reason), _) => {
                 // The rest of the group got the same SIGTERM: it has what is
                 // left of the grace period (or until an immediate cancel) to
                 // end, then it is killed like the leader would have been.
                 if !stopping.killed {
                     let deadline = stopping.kill_at.unwrap_or_else(Instant::now);
-                    wait_group_gone(&group, deadline, Some(&cancel.immediate)).await;
+                    wait_group_gone(group, deadline, Some(&cancel.immediate)).await;
                 }
-                release(&group);
-                wait_group_gone(&group, Instant::now() + KILL_WAIT, None).await;
+                release(group);
+                wait_group_gone(group, Instant::now() + KILL_WAIT, None).await;
                 reason.exit()
             }
             (None, Ok(status)) => exit_of(status),
@@ -305,10 +309,13 @@ impl JobHandle for ProcessJob {
                 let _ = signal_group(pgid, Signal::SIGKILL);
                 StepExit::SpawnFailed(format!("waiting for the step's process failed: {err}"))
             }
-        };
+        }
+    }
 
-        // Drain: output still in the pipes arrives now; readers held open by
-        // processes outliving the leader move to the job.
+    /// After the step: output still in the pipes arrives; readers held
+    /// open by processes outliving the leader, and groups not yet empty,
+    /// move to the job.
+    async fn settle(&mut self, mut readers: StepReaders) {
         let drain_until = Instant::now() + DRAIN_WINDOW;
         for mut reader in std::mem::take(&mut readers.0) {
             if tokio::time::timeout_at(drain_until, &mut reader)
@@ -329,6 +336,32 @@ impl JobHandle for ProcessJob {
             alive
         });
         self.readers.retain(|reader| !reader.is_finished());
+    }
+}
+
+#[async_trait::async_trait]
+impl JobHandle for ProcessJob {
+    async fn run_step(
+        &mut self,
+        step: StepSpec,
+        sink: Arc<dyn LogSink>,
+        cancel: &Cancel,
+    ) -> StepReport {
+        let started = SystemTime::now();
+        let report = |exit| StepReport {
+            exit,
+            started,
+            finished: SystemTime::now(),
+        };
+        if cancel.immediate.is_cancelled() || cancel.graceful.is_cancelled() {
+            return report(StepExit::Cancelled);
+        }
+        let (mut child, group, readers) = match self.spawn_step(&step, sink).await {
+            Ok(spawned) => spawned,
+            Err(exit) => return report(exit),
+        };
+        let exit = Self::wait_step(&mut child, &group, &step, cancel).await;
+        self.settle(readers).await;
         report(exit)
     }
 

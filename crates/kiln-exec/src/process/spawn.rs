@@ -13,13 +13,55 @@ use tokio::process::Command;
 
 use crate::port::StepSpec;
 
+/// Why a step's command could not be spawned.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpawnError {
+    #[error("the step has an empty command")]
+    EmptyCommand,
+    #[error(transparent)]
+    Cwd(#[from] CwdError),
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+}
+
+/// Why a step's working directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CwdError {
+    #[error("working directory {} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("working directory {} does not exist", .0.display())]
+    Missing(PathBuf),
+    #[error("working directory {}: {source}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Why a step's program could not be found, as a shell would say it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProgramError {
+    #[error("the step's program name is empty")]
+    EmptyName,
+    #[error("{0}: permission denied (not executable)")]
+    PathNotExecutable(String),
+    #[error("{0}: no such file")]
+    PathMissing(String),
+    #[error("{0}: command not found (the step's environment has no PATH)")]
+    NoPath(String),
+    #[error("{program}: found {} in PATH but it is not executable", .found.display())]
+    FoundNotExecutable { program: String, found: PathBuf },
+    #[error("{program}: command not found in PATH ({path})")]
+    NotFound { program: String, path: String },
+}
+
 /// Builds the command for `step`: its program resolved against the `PATH` of
 /// the step's own environment, exactly that environment, its working
 /// directory, stdin from `/dev/null`, stdout and stderr piped, and a new
 /// process group led by the step's process.
-pub(crate) async fn command_for(step: &StepSpec) -> Result<Command, String> {
+pub(crate) async fn command_for(step: &StepSpec) -> Result<Command, SpawnError> {
     let Some((program, args)) = step.argv.split_first() else {
-        return Err("the step has an empty command".to_owned());
+        return Err(SpawnError::EmptyCommand);
     };
     check_cwd(&step.cwd).await?;
     let resolved = resolve_program(program, &step.env, &step.cwd).await?;
@@ -40,18 +82,23 @@ pub(crate) async fn command_for(step: &StepSpec) -> Result<Command, String> {
     Ok(command)
 }
 
-async fn check_cwd(cwd: &Path) -> Result<(), String> {
+async fn check_cwd(cwd: &Path) -> Result<(), CwdError> {
+    check_dir(cwd)
+}
+
+/// Whether `cwd` is a directory a step can run in (also used by the
+/// container executor for the mounted workspace).
+pub(crate) fn check_dir(cwd: &Path) -> Result<(), CwdError> {
     match std::fs::metadata(cwd) {
         Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(format!(
-            "working directory {} is not a directory",
-            cwd.display()
-        )),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "working directory {} does not exist",
-            cwd.display()
-        )),
-        Err(err) => Err(format!("working directory {}: {err}", cwd.display())),
+        Ok(_) => Err(CwdError::NotADirectory(cwd.to_path_buf())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Err(CwdError::Missing(cwd.to_path_buf()))
+        }
+        Err(source) => Err(CwdError::Unreadable {
+            path: cwd.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -74,24 +121,20 @@ async fn resolve_program(
     program: &str,
     env: &[(String, String)],
     cwd: &Path,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, ProgramError> {
     if program.is_empty() {
-        return Err("the step's program name is empty".to_owned());
+        return Err(ProgramError::EmptyName);
     }
     if program.contains('/') {
         let path = cwd.join(program);
         return match executable(&path).await {
             Candidate::Executable => Ok(path),
-            Candidate::NotExecutable => {
-                Err(format!("{program}: permission denied (not executable)"))
-            }
-            Candidate::Missing => Err(format!("{program}: no such file")),
+            Candidate::NotExecutable => Err(ProgramError::PathNotExecutable(program.to_owned())),
+            Candidate::Missing => Err(ProgramError::PathMissing(program.to_owned())),
         };
     }
     let Some(path_value) = path_var(env) else {
-        return Err(format!(
-            "{program}: command not found (the step's environment has no PATH)"
-        ));
+        return Err(ProgramError::NoPath(program.to_owned()));
     };
     let mut not_executable = None;
     for dir in path_value.split(':') {
@@ -111,13 +154,14 @@ async fn resolve_program(
         }
     }
     match not_executable {
-        Some(found) => Err(format!(
-            "{program}: found {} in PATH but it is not executable",
-            found.display()
-        )),
-        None => Err(format!(
-            "{program}: command not found in PATH ({path_value})"
-        )),
+        Some(found) => Err(ProgramError::FoundNotExecutable {
+            program: program.to_owned(),
+            found,
+        }),
+        None => Err(ProgramError::NotFound {
+            program: program.to_owned(),
+            path: path_value.to_owned(),
+        }),
     }
 }
 
@@ -159,11 +203,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = resolve_program("sh", &env(&[("PATH", "/nonexistent")]), dir.path())
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "sh: command not found in PATH (/nonexistent)");
         let err = resolve_program("sh", &env(&[]), dir.path())
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("has no PATH"), "{err}");
     }
 
@@ -174,7 +220,8 @@ mod tests {
         let path = dir.path().display().to_string();
         let err = resolve_program("tool", &env(&[("PATH", &path)]), dir.path())
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not executable"), "{err}");
     }
 }

@@ -16,7 +16,8 @@
 //!   stops it.
 
 use super::context::field;
-use super::{JobObserver, JobOutcome, JobState, failed_without_running, skipped};
+use super::state::JobState;
+use super::{JobObserver, JobOutcome, failed_without_running, skipped};
 use crate::port::{Cancel, JobHandle};
 use jiff::Timestamp;
 use kiln_model::StepStatus;
@@ -201,7 +202,9 @@ async fn rollback(
         }
         let decision = match &step.if_ {
             None => Ok(ok),
-            Some(_) => state.should_run(step, state.status()),
+            Some(_) => state
+                .should_run(step, state.status())
+                .map_err(|e| e.to_string()),
         };
         match decision {
             Ok(true) => {}

@@ -45,6 +45,7 @@ async fn doctor(args: &DoctorArgs) -> bool {
     let endpoint = match engine::discover() {
         Ok(e) => e,
         Err(e) => {
+            let e = e.to_string();
             print(
                 "engine",
                 &Check::Fail {
@@ -61,6 +62,7 @@ async fn doctor(args: &DoctorArgs) -> bool {
     let engine = match Engine::connect(endpoint.clone()).await {
         Ok(engine) => engine,
         Err(e) => {
+            let e = e.to_string();
             print(
                 "engine",
                 &Check::Fail {
