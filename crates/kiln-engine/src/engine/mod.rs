@@ -336,7 +336,7 @@ impl Engine {
             // The repository's default priority as it is now (a retried
             // run gets today's, not its original's).
             new.contexts.repo_priority = self.store.trigger_settings(new.repo).await?.priority;
-            gated.push(self.into_group(new));
+            gated.push(self.in_its_group(new));
         }
         let news = gated;
         let Some(created) = self.store.create_runs(claim, news).await? else {
@@ -366,7 +366,7 @@ impl Engine {
     /// A workflow-level `concurrency:` puts a new run in its group, held
     /// until the gatekeeper releases it (or fails the run when the group's
     /// name does not evaluate).
-    fn into_group(&self, mut new: NewRun) -> NewRun {
+    fn in_its_group(&self, mut new: NewRun) -> NewRun {
         if let (Some(wf), false) = (&new.workflow, new.status.is_terminal())
             && let Some(c) = &wf.concurrency
         {

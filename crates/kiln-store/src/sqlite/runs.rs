@@ -316,10 +316,10 @@ impl RunStore for SqliteStore {
         runs: Vec<NewRun>,
     ) -> Result<Option<Vec<RunRecord>>> {
         let mut tx = self.write().await?;
-        if let Some(c) = &claim {
-            if !super::triggers::claim_on(&mut tx, c.repo, &c.key, c.now).await? {
-                return Ok(None);
-            }
+        if let Some(c) = &claim
+            && !super::triggers::claim_on(&mut tx, c.repo, &c.key, c.now).await?
+        {
+            return Ok(None);
         }
         let mut records = Vec::with_capacity(runs.len());
         for run in &runs {
