@@ -145,6 +145,27 @@ impl Context for JobCx<'_> {
     }
 }
 
+/// How a job that [`plan_job`] decided to skip ends, and why, in the words
+/// `kiln exec` and the server both record: cancelled when the run was
+/// cancelled before it started; skipped because a needed job did not
+/// succeed (no `if:` of its own); skipped by its own `if:`.
+pub fn not_run(job: &Job, needs: StatusCheck) -> (kiln_model::JobStatus, &'static str) {
+    use kiln_model::JobStatus;
+    if needs == StatusCheck::Cancelled {
+        (
+            JobStatus::Cancelled,
+            "cancelled: the run was cancelled before it started",
+        )
+    } else if job.if_.is_none() && needs != StatusCheck::Success {
+        (
+            JobStatus::Skipped,
+            "skipped: a job it needs did not succeed",
+        )
+    } else {
+        (JobStatus::Skipped, "skipped: its if condition was false")
+    }
+}
+
 /// Plan `job`; `status` is what `success()`/`failure()` see (its needs).
 pub fn plan_job(
     job: &Job,
@@ -347,5 +368,47 @@ fn eval_list(d: &Dyn<Vec<Value>>, cx: &dyn Context) -> Result<Vec<Value>, FieldE
             Value::Array(a) => Ok(a),
             other => Err(FieldError::NotAList(expr::to_string(&other))),
         },
+    }
+}
+
+#[cfg(test)]
+mod not_run_tests {
+    use super::*;
+    use kiln_model::JobStatus;
+
+    fn jobs() -> Vec<Job> {
+        let text = "on: push\njobs:\n  plain:\n    runs-on: x\n    steps: [{run: 'true'}]\n  \
+                    own-if:\n    if: github.ref == 'x'\n    runs-on: x\n    steps: [{run: 'true'}]\n";
+        let loaded = crate::load::load("ci.yml", text);
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        loaded.workflow.expect("workflow").jobs
+    }
+
+    #[test]
+    fn a_skipped_job_says_why_the_same_way_everywhere() {
+        let jobs = jobs();
+        let (plain, own_if) = (&jobs[0], &jobs[1]);
+        assert_eq!(
+            not_run(plain, StatusCheck::Cancelled),
+            (
+                JobStatus::Cancelled,
+                "cancelled: the run was cancelled before it started"
+            )
+        );
+        assert_eq!(
+            not_run(plain, StatusCheck::Failure),
+            (
+                JobStatus::Skipped,
+                "skipped: a job it needs did not succeed"
+            )
+        );
+        assert_eq!(
+            not_run(own_if, StatusCheck::Failure),
+            (JobStatus::Skipped, "skipped: its if condition was false")
+        );
+        assert_eq!(
+            not_run(plain, StatusCheck::Success),
+            (JobStatus::Skipped, "skipped: its if condition was false")
+        );
     }
 }

@@ -125,19 +125,8 @@ pub fn transition(
                 };
                 match plan_job(job, cx, status_check(needs)) {
                     Ok(Decision::Skip) => {
-                        let (status, reason) = if needs == NeedsStatus::Cancelled {
-                            (
-                                JobStatus::Cancelled,
-                                "cancelled: the run was cancelled before it started",
-                            )
-                        } else if job.if_.is_none() && needs != NeedsStatus::Success {
-                            (
-                                JobStatus::Skipped,
-                                "skipped: a job it needs did not succeed",
-                            )
-                        } else {
-                            (JobStatus::Skipped, "skipped: its if condition was false")
-                        };
+                        let (status, reason) =
+                            kiln_pipeline::plan::not_run(job, status_check(needs));
                         t.new_instances
                             .push(terminal(wf, node, 0, None, status, reason, &q));
                         cmds.extend(graph.on(Event::Skipped { node }));

@@ -247,20 +247,7 @@ impl Driver<'_> {
         let key = InstanceKey { node, index: 0 };
         match plan_job(job, cx, status) {
             Ok(Decision::Skip) => {
-                // Not run because the run was cancelled: cancelled, not skipped.
-                let (status, reason) = if needs == NeedsStatus::Cancelled {
-                    (
-                        JobStatus::Cancelled,
-                        "cancelled: the run was cancelled before it started",
-                    )
-                } else if job.if_.is_none() && needs != NeedsStatus::Success {
-                    (
-                        JobStatus::Skipped,
-                        "skipped: a job it needs did not succeed",
-                    )
-                } else {
-                    (JobStatus::Skipped, "skipped: its if condition was false")
-                };
+                let (status, reason) = kiln_pipeline::plan::not_run(job, status);
                 let mut r = blank_result(wf, job_index, job.id.as_str(), status);
                 r.reason = Some(reason.to_owned());
                 self.printer.job(node, job.id.as_str()).say(reason);
