@@ -99,7 +99,13 @@ fn a_path_filtered_workflow_is_recorded_skipped() {
     w.add_repo(&["--poll-interval", "1"]);
     w.remote.file("src/main.rs", "fn main() {}\n");
     let sha = w.remote.push("code only");
-    let runs = w.wait_runs("two runs", |r| r.len() >= 2);
+    // A run is created queued and started right after (its graph's first
+    // step): wait for the started state, not only for the two rows.
+    let runs = w.wait_runs("two runs, the ci one started", |r| {
+        r.len() >= 2
+            && r.iter()
+                .any(|x| x["workflow_name"] == "ci" && x["status"] != "queued")
+    });
     assert_eq!(runs.len(), 2, "{runs:?}");
     let docs = runs.iter().find(|r| r["workflow_name"] == "docs").unwrap();
     let ci = runs.iter().find(|r| r["workflow_name"] == "ci").unwrap();
@@ -383,7 +389,12 @@ fn a_forks_pull_request_waits_and_a_branch_pull_request_runs() {
         SECRET,
     );
     assert_eq!(status, 202);
-    let runs = w.wait_runs("the branch's run", |r| r.len() == 2);
+    // A run is created queued, then started: wait for it to leave queued.
+    let runs = w.wait_runs("the branch's run, started", |r| {
+        r.len() == 2
+            && r.iter()
+                .any(|x| x["commit"] == branch_sha.as_str() && x["status"] != "queued")
+    });
     let started = runs
         .iter()
         .find(|r| r["commit"] == branch_sha.as_str())

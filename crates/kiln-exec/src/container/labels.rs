@@ -125,16 +125,30 @@ pub struct Swept {
 pub async fn sweep(engine: &Engine) -> Result<Swept, SweepError> {
     let host = hostname();
     let filter = HashMap::from([("label", vec![format!("{MANAGED}=true")])]);
-    let containers = engine
-        .docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filter)
-                .build(),
-        ))
-        .await
-        .map_err(SweepError::Containers)?;
+    // Podman's Docker API briefly reports a container it is cleaning up
+    // after as `stopped`, a state the Docker API (and bollard) does not
+    // have, and the whole listing then fails to decode. The state passes
+    // within moments: list again, a few times, before giving up.
+    let mut tries = 0;
+    let containers = loop {
+        let listed = engine
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filter)
+                    .build(),
+            ))
+            .await;
+        match listed {
+            Ok(c) => break c,
+            Err(bollard::errors::Error::JsonDataError { .. }) if tries < 10 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(SweepError::Containers(e)),
+        }
+    };
     let mut swept = Swept::default();
     for c in containers {
         let labels = c.labels.clone().unwrap_or_default();
