@@ -3,16 +3,19 @@
 //! slot) becomes runs.
 //!
 //! Every source produces a [`TriggerEvent`] and goes through one door,
-//! [`Engine::on_event`]: the event is claimed by its key in the store
+//! [`Engine::on_event`]: each workflow at the event's commit is matched
+//! ([`decide`], pure) and the runs to create and replies to post are
+//! planned without writing; then the event is claimed by its key
 //! (`push:<ref>:<sha>`, `pull_request:<n>:<sha>`, `comment:<id>`,
-//! `schedule:<file>:<i>:<slot>`) so that a webhook and a later poll of the
-//! same change start it once, then each workflow at the event's commit is
-//! matched ([`decide`], pure) and runs are created pinned to that commit.
+//! `schedule:<file>:<i>:<slot>`) in the same store transaction that
+//! creates its runs, so that a webhook and a poll of the same change, even
+//! at once, start it once. Comment commands are in `comment.rs`.
 //!
 //! Invariants:
-//! - an event key is claimed before any run is created; if the work fails
-//!   before anything was created the claim is released so that the next
-//!   report (a poll) can try again;
+//! - an event's claim and its runs are one transaction: a failure before
+//!   it claims nothing (the next report, a poll, tries again), and a
+//!   claimed event always has its runs; replies are posted only by the
+//!   caller that claimed;
 //! - a deleted ref and a closed pull request start nothing;
 //! - a workflow excluded only by its path filters gets a run created
 //!   `skipped` with [`decide::SKIPPED_NO_CHANGES`];
@@ -23,6 +26,7 @@
 //!
 //! Design note: `docs/design/triggers.md`.
 
+mod comment;
 pub mod decide;
 pub mod hooks;
 pub mod poller;
@@ -33,7 +37,6 @@ use crate::engine::transition::{Input, new_graph};
 use crate::git::GitError;
 use decide::Decision;
 use jiff::Timestamp;
-use kiln_forge::command::CommentMatch;
 use kiln_forge::webhook::{ForgeEvent, PrAction};
 use kiln_model::workflow::Workflow;
 use kiln_model::{JobStatus, RunId, Value};
@@ -416,20 +419,8 @@ impl Engine {
                         .await?,
                 );
             }
-            match decide::push(wf, &p.git_ref, changed.as_deref()) {
-                Decision::Start => self.create(&plan, &path, wf, Create::Start, &mut out),
-                Decision::SkipNoChanges(why) => {
-                    out.notes.push(format!("{path}: {why}"));
-                    self.create(
-                        &plan,
-                        &path,
-                        wf,
-                        Create::Skip(decide::SKIPPED_NO_CHANGES.into()),
-                        &mut out,
-                    )
-                }
-                Decision::NotTriggered(why) => out.notes.push(format!("{path}: {why}")),
-            }
+            let decision = decide::push(wf, &p.git_ref, changed.as_deref());
+            self.decided(&plan, &path, wf, decision, Create::Start, &mut out);
         }
         Ok(out)
     }
@@ -519,6 +510,29 @@ impl Engine {
             hold: None,
             gate: None,
             now: Timestamp::now(),
+        }
+    }
+
+    /// Plan what a trigger decision means for `wf`: a run created as
+    /// `start` says, a run recorded skipped when only its path filters
+    /// excluded it, or only a note.
+    fn decided(
+        &self,
+        plan: &RunPlan<'_>,
+        path: &str,
+        wf: &Workflow,
+        decision: Decision,
+        start: Create,
+        out: &mut Handled,
+    ) {
+        match decision {
+            Decision::Start => self.create(plan, path, wf, start, out),
+            Decision::SkipNoChanges(why) => {
+                out.notes.push(format!("{path}: {why}"));
+                let skip = Create::Skip(decide::SKIPPED_NO_CHANGES.into());
+                self.create(plan, path, wf, skip, out);
+            }
+            Decision::NotTriggered(why) => out.notes.push(format!("{path}: {why}")),
         }
     }
 
@@ -638,27 +652,14 @@ impl Engine {
                 );
             }
             let files = changed.clone().flatten();
-            match decide::pull_request(wf, &p.action, &p.base_ref, files.as_deref()) {
-                Decision::Start if p.from_fork && settings.fork_approval => self.create(
-                    &plan,
-                    &path,
-                    wf,
-                    Create::Hold(decide::HELD_FOR_FORK),
-                    &mut out,
-                ),
-                Decision::Start => self.create(&plan, &path, wf, Create::Start, &mut out),
-                Decision::SkipNoChanges(why) => {
-                    out.notes.push(format!("{path}: {why}"));
-                    self.create(
-                        &plan,
-                        &path,
-                        wf,
-                        Create::Skip(decide::SKIPPED_NO_CHANGES.into()),
-                        &mut out,
-                    )
-                }
-                Decision::NotTriggered(why) => out.notes.push(format!("{path}: {why}")),
-            }
+            let decision = decide::pull_request(wf, &p.action, &p.base_ref, files.as_deref());
+            // A fork's pull request waits for a maintainer instead of starting.
+            let start = if p.from_fork && settings.fork_approval {
+                Create::Hold(decide::HELD_FOR_FORK)
+            } else {
+                Create::Start
+            };
+            self.decided(&plan, &path, wf, decision, start, &mut out);
         }
         Ok(out)
     }
@@ -677,123 +678,6 @@ impl Engine {
                 tracing::warn!(pr, error = %e, "replying on the pull request");
             }
         }
-    }
-
-    async fn on_comment(
-        &self,
-        repo: &RepoRecord,
-        c: CommentEvent,
-    ) -> Result<Handled, TriggerError> {
-        let forge = self.forges.forge(repo.id).await;
-        // The pull request's head (and whether it is a fork's) from the
-        // forge; without a forge only a report that carries the head works,
-        // and its origin is unknown, so it counts as a fork's.
-        let (head_sha, info) = match &forge {
-            Some(f) => {
-                let info = f.api.pull_request(&f.full_name, c.pr).await?;
-                (info.head_sha.clone(), Some(info))
-            }
-            None => match &c.head_sha {
-                Some(h) => (h.clone(), None),
-                None => {
-                    return Ok(Outcome::note(format!(
-                        "comment {} on #{}: no forge configured to ask for the pull request's head",
-                        c.comment_id, c.pr
-                    ))
-                    .into());
-                }
-            },
-        };
-        let mirror = self
-            .mirrors
-            .ensure_commit(&repo.name, &repo.url, &head_sha, &Self::pull_refs(c.pr))
-            .await?;
-        let commit = self.mirrors.commit(&mirror, &head_sha).await?;
-        let mut out = Handled::default();
-        let mut runs: Vec<(String, Workflow, Value)> = Vec::new();
-        let mut command = String::new();
-        for (path, text, loaded) in self.workflows_at(&mirror, &commit).await? {
-            let Some(wf) = loaded.workflow.as_ref().filter(|_| !loaded.has_errors()) else {
-                continue;
-            };
-            match decide::comment(wf, &text, &c.body) {
-                CommentMatch::NoMatch => {}
-                CommentMatch::Rejected(e) => {
-                    let body = format!("@{} {e}", c.author);
-                    if !out.replies.contains(&body) {
-                        out.replies.push(body);
-                    }
-                }
-                CommentMatch::Run { flags } => {
-                    if let Some(t) = &wf.on.comment {
-                        command = t.command.clone();
-                    }
-                    runs.push((path, wf.clone(), flags));
-                }
-            }
-        }
-        if runs.is_empty() {
-            return Ok(out);
-        }
-        let settings = self.store.trigger_settings(repo.id).await?;
-        let permission = match (&forge, settings.command_allowlist.is_empty()) {
-            (Some(f), true) => Some(f.api.permission(&f.full_name, &c.author).await?),
-            (Some(_), false) | (None, _) => None,
-        };
-        if let decide::Allowed::No(why) =
-            decide::may_command(&settings.command_allowlist, &c.author, permission)
-        {
-            tracing::warn!(repo = %repo.name, pr = c.pr, author = %c.author, command, why, "comment command refused");
-            out.notes.push(format!("refused: {why}"));
-            if settings.reply_to_outsiders {
-                let body = decide::refusal_reply(&c.author, &command, &why);
-                out.replies.push(body);
-            }
-            return Ok(out);
-        }
-        let p = PullRequestEvent {
-            action: PrAction::Other("comment".into()),
-            number: c.pr,
-            head_sha: commit.clone(),
-            head_ref: info
-                .as_ref()
-                .map(|i| i.head_ref.clone())
-                .unwrap_or_default(),
-            base_ref: info
-                .as_ref()
-                .map(|i| i.base_ref.clone())
-                .unwrap_or_default(),
-            from_fork: info.as_ref().is_none_or(|i| i.head_repo_is_fork),
-            author: c.author.clone(),
-        };
-        let mut github = Self::pull_github(&p, "created");
-        if let Some((_, Value::Object(event))) = github.iter_mut().find(|(k, _)| *k == "event") {
-            event.insert(
-                "comment".into(),
-                Value::object([
-                    ("id", Value::Number(c.comment_id as f64)),
-                    ("body", Value::str(&c.body)),
-                    ("user", Value::object([("login", Value::str(&c.author))])),
-                ]),
-            );
-        }
-        for (path, wf, flags) in runs {
-            // An allowed author's command is the approval: a fork's code
-            // runs (without secrets) without waiting.
-            let plan = RunPlan {
-                repo,
-                commit: &commit,
-                git_ref: Some(format!("refs/pull/{}/head", c.pr)),
-                event: "comment",
-                actor: &c.author,
-                flags,
-                pull_request: Some(c.pr),
-                from_fork: p.from_fork,
-                github: github.clone(),
-            };
-            self.create(&plan, &path, &wf, Create::Start, &mut out);
-        }
-        Ok(out)
     }
 
     async fn on_schedule(
