@@ -3,32 +3,34 @@
 //! Order: start the heartbeat and the log shipper; prepare a fresh
 //! workspace and temp directory; run the job with the runner (mirroring
 //! `kiln exec`'s job task: phases `workspace`, the steps, `cleanup`);
-//! remove the job's directory; flush the logs; report the result and
-//! retry until acknowledged; stop the heartbeat. The heartbeat runs until
-//! the very end so that the lease outlives a slow flush or report. When
-//! the lease is lost (the heartbeat saw 409) before the completion is
-//! sent, the job is killed, nothing more is sent, and nothing is reported;
-//! once the completion is on its way, its own answer decides (a heartbeat
-//! may well get 409 because the completion was just stored).
+//! remove the job's directory; flush the logs but the last chunk; hand
+//! the result with that chunk to the agent's loop, which reports it with
+//! its next `work` call; stop the heartbeat once the server decided. The
+//! heartbeat runs until the very end so that the lease outlives a slow
+//! flush or report. When the lease is lost (the heartbeat saw 409) before
+//! the report is handed over, the job is killed, nothing more is sent,
+//! and nothing is reported; once the report is on its way, its own
+//! outcome decides (a heartbeat may well get 409 because the result was
+//! just stored).
 
-use crate::backoff::{self, Backoff};
 use crate::checkout::{GitCheckout, Mirrors};
-use crate::events::{AgentEvents, Call, Event, JobEnd};
+use crate::events::{AgentEvents, JobEnd};
 use crate::heartbeat::{self, Beat};
 use crate::logs::{self, JobLog, Shipped};
 use crate::spool::{self, Spool};
 use crate::workdir::{self, Layout};
 use jiff::Timestamp;
-use kiln_client::{Client, ClientError};
+use kiln_client::Client;
 use kiln_exec::port::Cancel;
 use kiln_exec::runner::context::BaseContexts;
 use kiln_exec::runner::{JobObserver, JobRun, run_job};
 use kiln_model::{Failure, FailureClass, JobStatus, Value};
-use kiln_proto::agent::{Assignment, Completion};
+use kiln_proto::agent::{Assignment, LogChunk, Report};
 use kiln_proto::results::{JobResult, Phase, PhaseKind};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// What every job of the agent shares.
@@ -41,6 +43,8 @@ pub(crate) struct Shared {
     pub mirrors: Arc<Mirrors>,
     pub base_env: Arc<Vec<(String, String)>>,
     pub events: Arc<dyn AgentEvents>,
+    /// Finished attempts, to the agent's loop.
+    pub reports: mpsc::UnboundedSender<Delivery>,
 }
 
 /// Run `a` to the end and report it. Never fails: every problem becomes
@@ -84,20 +88,49 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment) -> JobEnd {
     let end = if lost.is_cancelled() {
         JobEnd::LeaseLost
     } else {
-        spool.close();
+        // The shipper sends what does not fit in one chunk; the last
+        // chunk rides with the result.
+        spool.finish();
         let shipped = tokio::select! {
             r = &mut shipper => r.unwrap_or_else(|e| Shipped::Rejected(e.to_string())),
             _ = lost.cancelled() => Shipped::Stale,
         };
         // From here on a 409 on a heartbeat may be the answer to our own
-        // completion (stored, acknowledgement in flight): the completion's
-        // own answer decides.
+        // report (stored, acknowledgement in flight): the report's own
+        // outcome decides.
         reporting.cancel();
         match shipped {
             _ if lost.is_cancelled() => JobEnd::LeaseLost,
+            Shipped::All { next_seq } => {
+                let lines = spool.take();
+                let logs = (!lines.is_empty()).then_some(LogChunk {
+                    attempt,
+                    seq: next_seq,
+                    lines,
+                });
+                deliver(
+                    &shared,
+                    Report {
+                        job,
+                        attempt,
+                        logs,
+                        result,
+                    },
+                )
+                .await
+            }
             // Logs refused for good still leave a result worth reporting.
-            Shipped::All | Shipped::Rejected(_) => {
-                report(&shared, job, Completion { attempt, result }).await
+            Shipped::Rejected(_) => {
+                deliver(
+                    &shared,
+                    Report {
+                        job,
+                        attempt,
+                        logs: None,
+                        result,
+                    },
+                )
+                .await
             }
             Shipped::Stale => JobEnd::LeaseLost,
         }
@@ -283,33 +316,25 @@ async fn remove_dir(dir: std::path::PathBuf) {
     let _ = tokio::task::spawn_blocking(move || workdir::remove(&dir)).await;
 }
 
-/// Report the result, retrying until the server acknowledges it or
-/// refuses it. A lost lease needs no watching here: the server answers the
-/// completion of a stale attempt with kind `stale` (or `not-lease-holder`
-/// when another agent holds it); a `conflict` is retried like an outage;
-/// any other refusal (an invalid result) is logged with its reason.
-async fn report(shared: &Shared, job: kiln_model::InstanceId, completion: Completion) -> JobEnd {
-    let mut backoff = Backoff::new(backoff::DELIVER);
-    let mut failures = 0;
-    loop {
-        match shared.client.complete(job, &completion).await {
-            Ok(()) => return JobEnd::Reported(completion.result.status),
-            Err(ClientError::Stale(_) | ClientError::NotLeaseHolder(_)) => return JobEnd::Stale,
-            Err(e) if e.is_transient() => {
-                failures += 1;
-                let retry_in = backoff.next_delay();
-                shared.events.event(&Event::Retrying {
-                    call: Call::Complete,
-                    job: Some(job),
-                    failures,
-                    retry_in,
-                    error: e.to_string(),
-                });
-                tokio::time::sleep(retry_in).await;
-            }
-            Err(e) => return JobEnd::Rejected(e.to_string()),
-        }
+/// A finished attempt on its way to the server, and where its outcome
+/// goes.
+pub(crate) struct Delivery {
+    pub report: Report,
+    pub ack: oneshot::Sender<JobEnd>,
+}
+
+/// Hand the report to the agent's loop, which sends it with its next
+/// `work` call (retrying until the server decides) and frees the job's
+/// capacity at once; wait for the outcome. The heartbeat keeps the lease
+/// until then.
+async fn deliver(shared: &Shared, report: Report) -> JobEnd {
+    let (ack, outcome) = oneshot::channel();
+    if shared.reports.send(Delivery { report, ack }).is_err() {
+        return JobEnd::Rejected("the agent stopped before the result was sent".into());
     }
+    outcome
+        .await
+        .unwrap_or_else(|_| JobEnd::Rejected("the agent stopped before the result was sent".into()))
 }
 
 /// The executor label: unique per agent, job and attempt.

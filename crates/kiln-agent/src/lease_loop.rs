@@ -1,29 +1,45 @@
-//! The agent's main loop: register, then claim whenever capacity is free.
+//! The agent's main loop: register, then trade results for work.
 //!
-//! At most one claim is open at a time, asking for all the capacity that
-//! is free when it is sent; it is sent again the moment it returns (with
-//! a job or with 204), so pickup latency is the server's, never a polling
-//! interval's. With no free capacity the loop waits for a job to end.
-//! Capacity freed while a claim is open is offered with the next claim,
-//! at the latest `claim_wait` later (the open claim is not abandoned: its
-//! answer may be a job already leased to this agent).
+//! Every call to the server is a `work` call (`docs/protocol.md`): it
+//! carries the reports of finished jobs and asks for as many jobs as the
+//! free capacity takes. Two kinds are in flight at most, one of each:
 //!
-//! Failures: a transient one (unreachable, 5xx, a garbled answer) backs
-//! off and retries; 404, 409 or 401 on a claim (the server does not know
-//! this agent or its session, as after its database was reset, or another
-//! process registered the same name) registers again, twice at most in a
-//! row; then, and on 403 and other refusals, the agent stops claiming,
-//! lets the running jobs finish, and ends with [`AgentError::Rejected`].
+//! - the *poll*, a long-poll with no reports, open whenever capacity is
+//!   free and nothing else asks for it, sent again the moment it returns,
+//!   so that pickup latency is the server's, never a polling interval's;
+//! - the *push*, sent at once (without waiting for the poll) when jobs
+//!   finish: their reports, each with its last log lines, and a claim of
+//!   the capacity they freed, answered without waiting. With a queue, a
+//!   job costs this one call.
+//!
+//! Capacity counts a job from its lease until its report is handed over;
+//! capacity asked for by a call in flight is not offered again. A job
+//! waits for its report's outcome (stored, stale, refused) and keeps its
+//! heartbeat until then.
+//!
+//! Failures: a transient one (unreachable, 5xx, a garbled answer, a
+//! report answered `conflict`) backs off and retries, reports included;
+//! 404, 409 or 401 on a call (the server does not know this agent or its
+//! session, as after its database was reset, or another process
+//! registered the same name) registers again, twice at most in a row;
+//! then, and on 403 and other refusals, the agent stops claiming, lets
+//! the running jobs finish and report, and ends with
+//! [`AgentError::Rejected`].
 
 use crate::backoff::{self, Backoff};
 use crate::checkout::Mirrors;
 use crate::error::AgentError;
+use crate::events::JobEnd;
 use crate::events::{AgentEvents, Call, Event};
-use crate::job::{self, Shared};
+use crate::job::{self, Delivery, Shared};
 use crate::{AgentConfig, workdir};
+use kiln_client::agent::report_error;
 use kiln_client::{Client, ClientError};
-use kiln_model::InstanceId;
-use kiln_proto::agent::{Assignment, ClaimRequest, RegisterRequest, RegisterResponse};
+use kiln_model::{AgentId, InstanceId};
+use kiln_proto::agent::{
+    MAX_REPORTS, RegisterRequest, RegisterResponse, Report, ReportOutcome, WorkRequest,
+    WorkResponse,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -48,6 +64,7 @@ pub(crate) async fn run(
             })??
     };
     let base_env = Arc::new(base_env());
+    let (reports_tx, reports_rx) = tokio::sync::mpsc::unbounded_channel::<Delivery>();
     let shared = Arc::new(Shared {
         client: client.clone(),
         name: config.name.clone(),
@@ -57,7 +74,9 @@ pub(crate) async fn run(
         executor: kiln_exec::select::Executors::new(config.exec.clone()),
         base_env,
         events: events.clone(),
+        reports: reports_tx,
     });
+    let mut reports = reports_rx;
 
     // What a crashed predecessor left in the container engine (its owner
     // is dead); no engine, nothing to do.
@@ -74,94 +93,173 @@ pub(crate) async fn run(
     let mut agent = reg.agent_id;
     let wait_ms = config.claim_wait.as_millis().min(u64::MAX as u128) as u64;
 
-    let mut jobs: JoinSet<(InstanceId, u32)> = JoinSet::new();
-    let mut weights: HashMap<tokio::task::Id, u32> = HashMap::new();
+    let mut jobs: JoinSet<InstanceId> = JoinSet::new();
+    let mut task_jobs: HashMap<tokio::task::Id, InstanceId> = HashMap::new();
+    // Capacity held per job, until its report is handed over.
+    let mut held: HashMap<InstanceId, u32> = HashMap::new();
     let mut used = 0u32;
-    let mut claims: JoinSet<Result<Option<Assignment>, ClientError>> = JoinSet::new();
+    let mut pending: Vec<Delivery> = Vec::new();
+    let mut poll: JoinSet<Sent> = JoinSet::new();
+    let mut push: JoinSet<Sent> = JoinSet::new();
+    let mut asked = (0u32, 0u32); // (by the poll, by the push)
     let mut backoff = Backoff::new(backoff::CONNECT);
     let mut failures = 0u32;
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut fatal: Option<AgentError> = None;
     let mut stopping = false;
-    // Registrations since the last claim the server accepted.
+    // Registrations since the last call the server accepted.
     let mut reregistered = 0u32;
 
     loop {
         if !stopping && (shutdown.is_cancelled() || fatal.is_some()) {
             stopping = true;
-            claims.abort_all();
+            // The poll carries no reports: nothing is lost with it.
+            poll.abort_all();
+            asked.0 = 0;
             events.event(&Event::ShuttingDown {
                 running: jobs.len(),
             });
         }
-        if stopping && jobs.is_empty() {
+        if stopping && jobs.is_empty() && pending.is_empty() && push.is_empty() {
             break;
         }
-        let free = config.capacity.saturating_sub(used);
-        if !stopping && claims.is_empty() && free > 0 && retry_at.is_none() {
-            let req = ClaimRequest {
-                agent_id: agent,
-                free_capacity: free,
-                wait_ms,
-            };
-            let client = client.clone();
-            claims.spawn(async move { client.claim(&req).await });
+        let free = config.capacity.saturating_sub(used + asked.0 + asked.1);
+        if retry_at.is_none() && push.is_empty() && !pending.is_empty() {
+            let give = if stopping { 0 } else { free };
+            let deliveries: Vec<Delivery> =
+                pending.drain(..pending.len().min(MAX_REPORTS)).collect();
+            asked.1 = give;
+            push.spawn(send(client.clone(), agent, deliveries, give, 0));
+        } else if !stopping && retry_at.is_none() && poll.is_empty() && push.is_empty() && free > 0
+        {
+            asked.0 = free;
+            poll.spawn(send(client.clone(), agent, Vec::new(), free, wait_ms));
         }
-        tokio::select! {
-            _ = shutdown.cancelled(), if !stopping => {}
+        let sent = tokio::select! {
+            _ = shutdown.cancelled(), if !stopping => None,
             Some(done) = jobs.join_next_with_id(), if !jobs.is_empty() => {
                 let id = match &done {
                     Ok((id, _)) => *id,
                     Err(e) => e.id(),
                 };
-                used = used.saturating_sub(weights.remove(&id).unwrap_or(0));
+                if let Some(job) = task_jobs.remove(&id)
+                    && let Some(w) = held.remove(&job)
+                {
+                    used = used.saturating_sub(w);
+                }
+                None
             }
-            Some(claimed) = claims.join_next(), if !claims.is_empty() => {
-                let claimed = claimed.unwrap_or_else(|e| Err(ClientError::Protocol(e.to_string())));
-                match claimed {
-                    Ok(Some(a)) => {
-                        failures = 0;
-                        reregistered = 0;
-                        backoff.reset();
-                        // A job heavier than the whole capacity is given
-                        // only to an idle agent and takes all of it.
-                        let weight = a
-                            .workflow
-                            .jobs
-                            .get(a.job_index)
-                            .map(|j| j.weight)
-                            .unwrap_or(1)
-                            .min(config.capacity);
-                        used += weight;
-                        events.event(&Event::Claimed {
-                            job: a.job,
-                            attempt: a.attempt,
-                            name: a.name.clone(),
-                            weight,
-                        });
-                        let shared = shared.clone();
-                        let events = events.clone();
-                        let handle = jobs.spawn(async move {
-                            let (job, attempt) = (a.job, a.attempt);
-                            let end = job::run(shared, a).await;
-                            events.event(&Event::JobEnded { job, attempt, end });
-                            (job, attempt)
-                        });
-                        weights.insert(handle.id(), weight);
+            Some(d) = reports.recv() => {
+                if let Some(w) = held.remove(&d.report.job) {
+                    used = used.saturating_sub(w);
+                }
+                pending.push(d);
+                None
+            }
+            Some(done) = poll.join_next(), if !poll.is_empty() => {
+                asked.0 = 0;
+                Some(done)
+            }
+            Some(done) = push.join_next(), if !push.is_empty() => {
+                asked.1 = 0;
+                Some(done)
+            }
+            _ = sleep_until(retry_at), if retry_at.is_some() => {
+                retry_at = None;
+                None
+            }
+        };
+        let Some(sent) = sent else { continue };
+        let Ok(Sent { deliveries, answer }) = sent else {
+            // The call's task panicked or was aborted (the poll, at
+            // shutdown): it carried no reports worth keeping.
+            continue;
+        };
+        match answer {
+            Ok(resp) => {
+                failures = 0;
+                reregistered = 0;
+                backoff.reset();
+                let mut retry = false;
+                for (d, outcome) in deliveries.into_iter().zip(
+                    resp.reports
+                        .into_iter()
+                        .map(Some)
+                        .chain(std::iter::repeat(None)),
+                ) {
+                    match outcome_of(&d.report, outcome) {
+                        Some(end) => {
+                            let _ = d.ack.send(end);
+                        }
+                        None => {
+                            retry = true;
+                            pending.push(d);
+                        }
                     }
-                    Ok(None) => {
-                        failures = 0;
-                        reregistered = 0;
-                        backoff.reset();
-                    }
-                    Err(source @ (ClientError::NotFound(_)
+                }
+                if retry {
+                    failures += 1;
+                    let retry_in = backoff.next_delay();
+                    events.event(&Event::Retrying {
+                        call: Call::Complete,
+                        job: None,
+                        failures,
+                        retry_in,
+                        error: "the server could not record a report yet".into(),
+                    });
+                    retry_at = Some(tokio::time::Instant::now() + retry_in);
+                }
+                for a in resp.jobs {
+                    // A job heavier than the whole capacity is given
+                    // only to an idle agent and takes all of it.
+                    let weight = a
+                        .workflow
+                        .jobs
+                        .get(a.job_index)
+                        .map(|j| j.weight)
+                        .unwrap_or(1)
+                        .min(config.capacity);
+                    used += weight;
+                    held.insert(a.job, weight);
+                    events.event(&Event::Claimed {
+                        job: a.job,
+                        attempt: a.attempt,
+                        name: a.name.clone(),
+                        weight,
+                    });
+                    let shared = shared.clone();
+                    let events = events.clone();
+                    let job = a.job;
+                    let handle = jobs.spawn(async move {
+                        let (job, attempt) = (a.job, a.attempt);
+                        let end = job::run(shared, a).await;
+                        events.event(&Event::JobEnded { job, attempt, end });
+                        job
+                    });
+                    task_jobs.insert(handle.id(), job);
+                }
+            }
+            Err(e) => {
+                // Reports of a failed call go again with the next one.
+                let call = if deliveries.is_empty() {
+                    Call::Claim
+                } else {
+                    Call::Complete
+                };
+                let failed = deliveries;
+                match e {
+                    source @ (ClientError::NotFound(_)
                     | ClientError::Stale(_)
-                    | ClientError::Unauthorized(_)))
-                        if reregistered >= 2 =>
+                    | ClientError::Unauthorized(_))
+                        if reregistered >= 2 || stopping =>
                     {
-                        fatal = Some(AgentError::Rejected { call: Call::Claim, source });
+                        reject(failed, &source);
+                        fatal.get_or_insert(AgentError::Rejected { call, source });
                     }
-                    Err(ClientError::NotFound(_) | ClientError::Stale(_) | ClientError::Unauthorized(_)) => {
+                    ClientError::NotFound(_)
+                    | ClientError::Stale(_)
+                    | ClientError::Unauthorized(_) => {
+                        pending.extend(failed);
                         reregistered += 1;
                         match register(&client, &config, &shutdown, events.as_ref()).await {
                             Ok(Some(reg)) => agent = reg.agent_id,
@@ -171,11 +269,12 @@ pub(crate) async fn run(
                     }
                     // A garbled answer may be a proxy's page or a newer
                     // server: worth another try, like a 5xx.
-                    Err(e) if e.is_transient() || matches!(e, ClientError::Protocol(_)) => {
+                    e if e.is_transient() || matches!(e, ClientError::Protocol(_)) => {
+                        pending.extend(failed);
                         failures += 1;
                         let retry_in = backoff.next_delay();
                         events.event(&Event::Retrying {
-                            call: Call::Claim,
+                            call,
                             job: None,
                             failures,
                             retry_in,
@@ -183,17 +282,66 @@ pub(crate) async fn run(
                         });
                         retry_at = Some(tokio::time::Instant::now() + retry_in);
                     }
-                    Err(source) => {
-                        fatal = Some(AgentError::Rejected { call: Call::Claim, source });
+                    source => {
+                        reject(failed, &source);
+                        fatal.get_or_insert(AgentError::Rejected { call, source });
                     }
                 }
             }
-            _ = sleep_until(retry_at), if retry_at.is_some() => retry_at = None,
         }
     }
     match fatal {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// A `work` call and what came back.
+struct Sent {
+    deliveries: Vec<Delivery>,
+    answer: Result<WorkResponse, ClientError>,
+}
+
+async fn send(
+    client: Client,
+    agent: AgentId,
+    deliveries: Vec<Delivery>,
+    free_capacity: u32,
+    wait_ms: u64,
+) -> Sent {
+    let req = WorkRequest {
+        agent_id: agent,
+        reports: deliveries.iter().map(|d| d.report.clone()).collect(),
+        free_capacity,
+        wait_ms,
+    };
+    let answer = client.work(&req).await;
+    Sent { deliveries, answer }
+}
+
+/// How a report's outcome ends its job; `None`: send it again.
+fn outcome_of(report: &Report, outcome: Option<ReportOutcome>) -> Option<JobEnd> {
+    let Some(outcome) = outcome else {
+        // The server answered fewer outcomes than reports: send again.
+        return None;
+    };
+    if outcome.job != report.job || outcome.attempt != report.attempt {
+        return None;
+    }
+    let Some(error) = outcome.error else {
+        return Some(JobEnd::Reported(report.result.status));
+    };
+    match report_error(&error) {
+        ClientError::Stale(_) | ClientError::NotLeaseHolder(_) => Some(JobEnd::Stale),
+        e if e.is_transient() => None,
+        e => Some(JobEnd::Rejected(e.to_string())),
+    }
+}
+
+/// The call was refused for good: its reports end unreported.
+fn reject(deliveries: Vec<Delivery>, why: &ClientError) {
+    for d in deliveries {
+        let _ = d.ack.send(JobEnd::Rejected(why.to_string()));
     }
 }
 

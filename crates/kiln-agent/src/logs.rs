@@ -89,15 +89,18 @@ impl JobObserver for JobLog {
 /// How shipping ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Shipped {
-    /// Every line was acknowledged and the spool is closed.
-    All,
+    /// Every line taken was acknowledged and the spool is closed (after
+    /// [`Spool::finish`], up to a chunk of lines may be left in it);
+    /// the next chunk's number.
+    All { next_seq: u64 },
     /// 409: the attempt is no longer ours; the spool now discards.
     Stale,
     /// The server refused a chunk for good; the spool now discards.
     Rejected(String),
 }
 
-/// Send the spool's lines until it is closed and drained. Cancel-safe at
+/// Send the spool's lines until it is closed and drained (or, after
+/// [`Spool::finish`], drained to its last chunk). Cancel-safe at
 /// any await point (the caller aborts it when the lease is lost).
 pub(crate) async fn ship(
     client: Client,
@@ -154,5 +157,5 @@ pub(crate) async fn ship(
         backoff.reset();
         seq += 1;
     }
-    Shipped::All
+    Shipped::All { next_seq: seq }
 }

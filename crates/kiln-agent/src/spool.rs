@@ -62,6 +62,9 @@ struct State {
     pending_lines: usize,
     pending_bytes: usize,
     closed: bool,
+    /// Closed by [`Spool::finish`]: the last chunk is left for the
+    /// completion to carry.
+    handoff: bool,
     /// The attempt is no longer ours: drop everything from now on.
     discarding: bool,
 }
@@ -85,6 +88,7 @@ impl Spool {
                 pending_lines: 0,
                 pending_bytes: 0,
                 closed: false,
+                handoff: false,
                 discarding: false,
             }),
             changed: Notify::new(),
@@ -146,8 +150,21 @@ impl Spool {
     }
 
     /// No more lines will come; the shipper drains what is left.
+    #[cfg(test)]
     pub(crate) fn close(&self) {
         self.lock().closed = true;
+        self.changed.notify_one();
+    }
+
+    /// No more lines will come, and the last chunk's worth is not for the
+    /// shipper: it drains what does not fit in one chunk, then ends, and
+    /// [`Spool::take`] hands the rest to the completion.
+    pub(crate) fn finish(&self) {
+        {
+            let mut s = self.lock();
+            s.closed = true;
+            s.handoff = true;
+        }
         self.changed.notify_one();
     }
 
@@ -198,6 +215,15 @@ impl Spool {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = self.changed.notified() => {}
+            }
+        }
+        {
+            let s = self.lock();
+            let last_chunk = s.spill.is_none()
+                && s.pending_lines <= self.limits.chunk_lines
+                && s.pending_bytes <= self.limits.chunk_bytes;
+            if s.handoff && last_chunk {
+                return None;
             }
         }
         let batch = self.take();
@@ -393,5 +419,28 @@ mod tests {
                 .await
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn finish_leaves_the_last_chunk_for_the_completion() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = small(dir.path());
+        // More than a chunk (7 lines): the shipper gets the older full
+        // chunk, the rest stays for the completion to carry.
+        for i in 0..10 {
+            spool.push(line(i));
+        }
+        spool.finish();
+        let forever = std::time::Duration::from_secs(3600);
+        let shipped = spool.next_batch(forever).await.expect("a full chunk");
+        assert_eq!(shipped.len(), 7);
+        assert!(
+            spool.next_batch(forever).await.is_none(),
+            "the rest is the last chunk"
+        );
+        let rest: Vec<String> = spool.take().into_iter().map(|l| l.text).collect();
+        assert_eq!(rest, [line(7).text, line(8).text, line(9).text]);
+        spool.push(line(11));
+        assert!(spool.take().is_empty(), "nothing is accepted after finish");
     }
 }

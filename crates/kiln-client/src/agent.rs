@@ -14,8 +14,9 @@ use crate::{Client, ClientError, Result};
 use kiln_model::InstanceId;
 use kiln_proto::agent::{
     Assignment, ClaimRequest, Completion, Heartbeat, HeartbeatReply, LogChunk, RegisterRequest,
-    RegisterResponse,
+    RegisterResponse, WorkRequest, WorkResponse,
 };
+use kiln_proto::api::ErrorBody;
 use kiln_proto::routes;
 use std::time::Duration;
 
@@ -78,6 +79,38 @@ impl Client {
             .map_err(|e| ClientError::Protocol(format!("claim: {e}")))
     }
 
+    /// `POST work`, a long-poll like [`Client::claim`] that first delivers
+    /// `req.reports`: the answer has one outcome per report (see
+    /// [`report_error`] for what a failed one means) and the jobs now
+    /// leased to this agent. With no report and `wait_ms` > 0 it may stay
+    /// open for `wait_ms` (plus [`CLAIM_SLACK`]).
+    ///
+    /// A failed call delivered nothing the caller can count on: reports
+    /// may or may not have been recorded (sending them again gets `stale`
+    /// for those that were), and jobs leased in the answer are lost to
+    /// this agent until their leases expire.
+    pub async fn work(&self, req: &WorkRequest) -> Result<WorkResponse> {
+        let timeout = Duration::from_millis(req.wait_ms)
+            + if req.wait_ms > 0 {
+                CLAIM_SLACK
+            } else {
+                REQUEST_TIMEOUT
+            };
+        let resp = self
+            .send_raw(
+                self.request(reqwest::Method::POST, routes::AGENT_WORK)
+                    .timeout(timeout)
+                    .json(req),
+            )
+            .await?
+            .ok_or_else(|| ClientError::Protocol("work: an empty answer".into()))?;
+        let body = resp.bytes().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            message: e.to_string(),
+        })?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("work: {e}")))
+    }
+
     /// `POST heartbeat` for `job`: extends the lease of `hb.attempt`; the
     /// reply says whether the job was cancelled. [`ClientError::Stale`]:
     /// the lease is gone (another attempt owns the job, or it ended).
@@ -114,4 +147,11 @@ impl Client {
         .await
         .map(|_| ())
     }
+}
+
+/// A report's error in a `work` answer as a [`ClientError`], by its kind:
+/// [`ClientError::Stale`] and [`ClientError::NotLeaseHolder`] end the
+/// attempt for the agent, a transient one is worth sending again.
+pub fn report_error(body: &ErrorBody) -> ClientError {
+    crate::error_of(0, body.kind, body.error.clone())
 }

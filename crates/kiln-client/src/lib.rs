@@ -66,7 +66,7 @@ impl ClientError {
 pub type Result<T> = std::result::Result<T, ClientError>;
 
 /// An error answer as a [`ClientError`]: by its kind, else by its status.
-fn error_of(status: u16, kind: ErrorKind, message: String) -> ClientError {
+pub(crate) fn error_of(status: u16, kind: ErrorKind, message: String) -> ClientError {
     match (kind, status) {
         (ErrorKind::Invalid, _) | (ErrorKind::Other, 400) => ClientError::Invalid(message),
         (ErrorKind::Unauthorized, _) | (ErrorKind::Other, 401) => {

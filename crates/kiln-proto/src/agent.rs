@@ -16,6 +16,12 @@
 //! 5. `POST logs` ships numbered chunks; a chunk seen before is accepted
 //!    and ignored, so retries are safe.
 //! 6. `POST complete` reports the result once; retried until acknowledged.
+//! 7. `POST work` does 2, 5 (the last chunk) and 6 in one round trip: it
+//!    carries the results of finished attempts, each with its last log
+//!    lines, and asks for as many jobs as the free capacity takes. In
+//!    steady state a job costs this one call (plus heartbeats when it runs
+//!    longer than `heartbeat_ms`). `claim`, `logs` and `complete` stay for
+//!    agents that predate it.
 
 use crate::api::LogStream;
 use crate::results::JobResult;
@@ -83,6 +89,68 @@ pub struct ClaimRequest {
     pub free_capacity: u32,
     /// How long the server may hold the request open.
     pub wait_ms: u64,
+}
+
+/// `POST work`: results to record, then a claim.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkRequest {
+    pub agent_id: AgentId,
+    /// Finished attempts, recorded in this order before anything is
+    /// claimed (at most [`MAX_REPORTS`]).
+    #[serde(default)]
+    pub reports: Vec<Report>,
+    /// Capacity units not taken by jobs the agent is running: the claim
+    /// leases jobs up to this many units (0: report only).
+    pub free_capacity: u32,
+    /// How long the server may wait for a job when none is ready (0:
+    /// answer at once). Answered at once whenever it leases a job.
+    pub wait_ms: u64,
+}
+
+/// Most reports one `work` call may carry.
+pub const MAX_REPORTS: usize = 64;
+
+/// Most jobs one `work` call leases, whatever the free capacity.
+pub const MAX_JOBS_PER_CLAIM: u32 = 32;
+
+/// A finished attempt: its last log lines, then its result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Report {
+    pub job: InstanceId,
+    /// The fencing token.
+    pub attempt: u32,
+    /// The attempt's last chunk of log lines (numbered after those sent
+    /// with `logs`), stored with the result; absent when nothing was left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogChunk>,
+    pub result: JobResult,
+}
+
+/// The answer to `work`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkResponse {
+    /// One per report, in the request's order.
+    pub reports: Vec<ReportOutcome>,
+    /// The jobs leased to the agent now, at most its free capacity.
+    pub jobs: Vec<Assignment>,
+}
+
+/// What became of one report. `error` is absent when it was recorded;
+/// otherwise its kind says what to do, as for `complete`: `stale` and
+/// `not-lease-holder` end the attempt for the agent (nothing changed: a
+/// report sent again after a lost answer gets `stale`, the first copy
+/// was recorded), `conflict` and `internal` are worth sending again,
+/// others are final.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportOutcome {
+    pub job: InstanceId,
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::api::ErrorBody>,
 }
 
 /// A leased job. Everything the agent needs to run it with the job runner.

@@ -32,6 +32,7 @@ pub const HOOK_GITLAB: &str = "/hooks/gitlab";
 
 pub const AGENT_REGISTER: &str = "/api/v1/agent/register";
 pub const AGENT_CLAIM: &str = "/api/v1/agent/claim";
+pub const AGENT_WORK: &str = "/api/v1/agent/work";
 pub const AGENT_HEARTBEAT: &str = "/api/v1/agent/jobs/{job}/heartbeat";
 pub const AGENT_LOGS: &str = "/api/v1/agent/jobs/{job}/logs";
 pub const AGENT_COMPLETE: &str = "/api/v1/agent/jobs/{job}/complete";

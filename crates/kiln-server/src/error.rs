@@ -52,6 +52,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status_and_kind().0
     }
+
+    /// The error as the wire carries it.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.to_string(),
+            kind: self.status_and_kind().1,
+        }
+    }
 }
 
 impl From<EngineError> for ApiError {
@@ -86,18 +94,11 @@ impl From<HookError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind) = self.status_and_kind();
+        let status = self.status();
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "request failed");
         }
-        (
-            status,
-            Json(ErrorBody {
-                error: self.to_string(),
-                kind,
-            }),
-        )
-            .into_response()
+        (status, Json(self.body())).into_response()
     }
 }
 

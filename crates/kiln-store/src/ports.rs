@@ -97,19 +97,35 @@ pub trait QueueStore: Send + Sync {
     /// priority first, then oldest), at most `limit`: the queue as people
     /// see it.
     async fn queued_instances(&self, limit: u32) -> Result<Vec<InstanceRecord>>;
-    /// Lease the next queued instance this agent can take (see
-    /// [`ClaimAsk`] and `kiln_core::dispatch` for the rules: labels,
-    /// weight, priority, round-robin between repositories, FIFO), exactly
-    /// as [`QueueStore::claim`] does for one instance, and move the
-    /// round-robin cursor (kept in the store) to its repository. `None`
-    /// when nothing queued fits. Held and cancel-requested instances are
-    /// never taken. Concurrent calls never take one instance twice.
+    /// Lease the queued instances this agent can take, up to `max` and
+    /// its free capacity, in one transaction: each is the next by the
+    /// rules of `kiln_core::dispatch` (labels, weight, priority,
+    /// round-robin between repositories, FIFO; see [`ClaimAsk`]), leased
+    /// exactly as [`QueueStore::claim`] does for one instance, and the
+    /// round-robin cursor (kept in the store) moves to its repository.
+    /// Empty when nothing queued fits. Held and cancel-requested
+    /// instances are never taken. Concurrent calls never take one
+    /// instance twice.
+    async fn claim_batch(
+        &self,
+        ask: &ClaimAsk,
+        max: u32,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Vec<InstanceRecord>>;
+    /// [`QueueStore::claim_batch`] of one.
     async fn claim_next(
         &self,
         ask: &ClaimAsk,
         now: Timestamp,
         lease_until: Timestamp,
-    ) -> Result<Option<InstanceRecord>>;
+    ) -> Result<Option<InstanceRecord>> {
+        Ok(self
+            .claim_batch(ask, 1, now, lease_until)
+            .await?
+            .into_iter()
+            .next())
+    }
     /// Lease a queued instance to an agent: only if it is still queued.
     /// Increments the attempt (the new fencing token), records the attempt,
     /// sets status Running and the lease. `None` if someone else got it.
@@ -148,6 +164,17 @@ pub trait QueueStore: Send + Sync {
         result: JobResult,
         now: Timestamp,
     ) -> Result<Completed>;
+    /// Several finished attempts of one agent, in one transaction: for
+    /// each, its last log chunk (as [`LogStore::append_logs`]) and then its
+    /// result (as [`QueueStore::complete`]). One outcome per attempt, in
+    /// order; one that fails changes nothing of its own and does not stop
+    /// the others. `Err` only when the transaction itself fails.
+    async fn complete_many(
+        &self,
+        agent: AgentId,
+        attempts: Vec<FinishedAttempt>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Completed>>>;
     /// Running instances whose lease ended before `now`: the attempt ends
     /// as `agent-lost` (failure class `agent-lost`); the instance is
     /// requeued when its retry policy retries agent loss, attempts remain

@@ -5,7 +5,7 @@ use kiln_core::gate::{Approval, GateKind};
 use kiln_model::workflow::Workflow;
 use kiln_model::{AgentId, FailureClass, InstanceId, JobStatus, RepoId, RetryPolicy, RunId, Value};
 use kiln_proto::agent::JobContexts;
-use kiln_proto::api::{Role, Waiting};
+use kiln_proto::api::{LogEntry, Role, Waiting};
 use kiln_proto::results::DeployOutcome;
 use kiln_proto::results::JobResult;
 use serde::{Deserialize, Serialize};
@@ -372,6 +372,16 @@ pub struct Completed {
     /// retries: the instance is queued again (at its old place) instead of
     /// ending, and there is nothing to feed to the run graph.
     pub requeued: bool,
+}
+
+/// A finished attempt as its agent reports it ([`crate::QueueStore::complete_many`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinishedAttempt {
+    pub instance: InstanceId,
+    pub attempt: u32,
+    /// Its last log chunk: the chunk's number and lines.
+    pub logs: Option<(u64, Vec<LogEntry>)>,
+    pub result: JobResult,
 }
 
 /// What a lease expiry did to one instance.

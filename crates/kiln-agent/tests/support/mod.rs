@@ -16,7 +16,8 @@ use kiln_model::workflow::Workflow;
 use kiln_model::{AgentId, InstanceId, RunId, Value};
 use kiln_proto::agent::{
     Assignment, ClaimRequest, Completion, Heartbeat, HeartbeatReply, JobContexts, LogChunk,
-    RegisterRequest, RegisterResponse, SESSION_HEADER, SessionSecret, WireLine,
+    RegisterRequest, RegisterResponse, ReportOutcome, SESSION_HEADER, SessionSecret, WireLine,
+    WorkRequest, WorkResponse,
 };
 use kiln_proto::api::{ErrorBody, ErrorKind, LogStream};
 use kiln_proto::routes;
@@ -84,6 +85,8 @@ pub struct Inner {
     /// Log chunks stored when each completion arrived.
     pub chunks_at_completion: Vec<usize>,
     pub fail_logs: VecDeque<Fail>,
+    /// Calls carrying results (`complete`, or `work` with reports) that
+    /// answer 503 without storing anything.
     pub fail_complete: u32,
     /// Every call answers 503, as while the server restarts behind a proxy.
     pub down: bool,
@@ -126,6 +129,7 @@ impl Fake {
         let app = Router::new()
             .route(routes::AGENT_REGISTER, post(register))
             .route(routes::AGENT_CLAIM, post(claim))
+            .route(routes::AGENT_WORK, post(work))
             .route(routes::AGENT_HEARTBEAT, post(heartbeat))
             .route(routes::AGENT_LOGS, post(logs))
             .route(routes::AGENT_COMPLETE, post(complete))
@@ -298,6 +302,149 @@ async fn claim(
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             open.1 = true;
             return StatusCode::NO_CONTENT.into_response();
+        }
+    }
+}
+
+/// Like the server's `work`: each report's last chunk and result (fenced
+/// by attempt, a repeat is stale), then a claim of up to
+/// `free_capacity` units, long-polled like `claim`. Reports go first
+/// into `logs`, `completions` and the `Seen` channel, as if sent apart.
+async fn work(
+    State(state): State<Arc<FakeState>>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<WorkRequest>,
+) -> Response {
+    if headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) != Some(SESSION) {
+        return error(StatusCode::UNAUTHORIZED, "unknown agent session");
+    }
+    let mut outcomes = Vec::new();
+    {
+        let mut inner = state.inner.lock().unwrap();
+        if inner.down {
+            drop(inner);
+            let what = if req.reports.is_empty() {
+                "work"
+            } else {
+                "complete"
+            };
+            return unavailable(&state, what);
+        }
+        if !req.reports.is_empty() && inner.fail_complete > 0 {
+            inner.fail_complete -= 1;
+            drop(inner);
+            return unavailable(&state, "complete");
+        }
+        let mut seen = Vec::new();
+        for r in &req.reports {
+            if inner.leases.get(&r.job) != Some(&r.attempt) {
+                outcomes.push(ReportOutcome {
+                    job: r.job,
+                    attempt: r.attempt,
+                    error: Some(ErrorBody {
+                        error: "stale attempt".into(),
+                        kind: ErrorKind::Stale,
+                    }),
+                });
+                continue;
+            }
+            if let Some(chunk) = &r.logs {
+                let stored = inner.logs.entry((r.job, r.attempt)).or_default();
+                let new = !stored.contains_key(&chunk.seq);
+                if new {
+                    stored.insert(chunk.seq, chunk.lines.clone());
+                }
+                seen.push(Seen::Logs {
+                    job: r.job,
+                    seq: chunk.seq,
+                    new,
+                    lines: chunk.lines.clone(),
+                });
+            }
+            inner.leases.remove(&r.job);
+            let stored = inner.logs.get(&(r.job, r.attempt)).map_or(0, |m| m.len());
+            inner.chunks_at_completion.push(stored);
+            inner.completions.push((
+                r.job,
+                Completion {
+                    attempt: r.attempt,
+                    result: r.result.clone(),
+                },
+            ));
+            seen.push(Seen::Completed(r.job));
+            outcomes.push(ReportOutcome {
+                job: r.job,
+                attempt: r.attempt,
+                error: None,
+            });
+        }
+        if req.free_capacity > 0 {
+            inner.claims.push(ClaimRequest {
+                agent_id: req.agent_id,
+                free_capacity: req.free_capacity,
+                wait_ms: req.wait_ms,
+            });
+        }
+        drop(inner);
+        for s in seen {
+            state.seen(s);
+        }
+    }
+    if req.free_capacity == 0 {
+        return Json(WorkResponse {
+            reports: outcomes,
+            jobs: Vec::new(),
+        })
+        .into_response();
+    }
+    struct Open(Arc<FakeState>, bool);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            if !self.1 {
+                self.0.seen(Seen::ClaimAbandoned);
+            }
+        }
+    }
+    let mut open = Open(state.clone(), false);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms);
+    loop {
+        let notified = state.queued.notified();
+        let mut jobs = Vec::new();
+        {
+            let mut inner = state.inner.lock().unwrap();
+            let mut free = req.free_capacity;
+            while let Some(a) = inner.queue.front() {
+                let weight = a.workflow.jobs[a.job_index].weight.max(1);
+                if weight > free && !jobs.is_empty() {
+                    break;
+                }
+                let a = inner.queue.pop_front().unwrap();
+                free = free.saturating_sub(weight);
+                inner.leases.insert(a.job, a.attempt);
+                jobs.push(a);
+                if free == 0 {
+                    break;
+                }
+            }
+        }
+        if !jobs.is_empty() || req.wait_ms == 0 {
+            open.1 = true;
+            for a in &jobs {
+                state.seen(Seen::Claimed(a.job));
+            }
+            return Json(WorkResponse {
+                reports: outcomes,
+                jobs,
+            })
+            .into_response();
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            open.1 = true;
+            return Json(WorkResponse {
+                reports: outcomes,
+                jobs: Vec::new(),
+            })
+            .into_response();
         }
     }
 }

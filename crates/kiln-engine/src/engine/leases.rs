@@ -9,12 +9,15 @@ use super::{Engine, lease_until};
 use crate::signals::Topic;
 use jiff::Timestamp;
 use kiln_core::dispatch::effective_labels;
+use kiln_core::graph::Event;
+use kiln_model::JobStatus;
 use kiln_model::workflow::Workflow;
 use kiln_model::{AgentId, InstanceId, RunId, Value};
-use kiln_proto::agent::{Assignment, WireLine};
+use kiln_proto::agent::{Assignment, Report, WireLine};
 use kiln_proto::api::LogEntry;
 use kiln_proto::results::JobResult;
-use kiln_store::types::{AgentRecord, ClaimAsk};
+use kiln_store::types::{AgentRecord, ClaimAsk, FinishedAttempt, InstanceRecord, RunRecord};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,6 +102,23 @@ impl Engine {
         free: u32,
         wait: Duration,
     ) -> EngineResult<Option<Assignment>> {
+        Ok(self
+            .claim_jobs(agent, free, 1, wait)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Long-poll for jobs for `agent`: up to `max` of them within its
+    /// `free` capacity, all leased in one store transaction. Answers as
+    /// soon as one is leased; empty after `wait`.
+    pub async fn claim_jobs(
+        &self,
+        agent: &AgentRecord,
+        free: u32,
+        max: u32,
+        wait: Duration,
+    ) -> EngineResult<Vec<Assignment>> {
         let deadline = tokio::time::Instant::now() + wait.min(self.cfg.max_claim_wait);
         let ask = ClaimAsk {
             agent: agent.id,
@@ -106,61 +126,167 @@ impl Engine {
             capacity: agent.capacity,
             free,
         };
+        if free == 0 || max == 0 {
+            return Ok(Vec::new());
+        }
         loop {
             // Listen before looking, so work queued in between wakes us.
             let mut work = self.signals.listen(Topic::Work);
             let now = Timestamp::now();
             // The store picks (labels, weight, priority, fair share, FIFO:
             // `kiln_core::dispatch`) and claims in one transaction.
-            if let Some(inst) = self
+            let claimed = self
                 .store
-                .claim_next(&ask, now, lease_until(now, self.cfg.lease))
-                .await?
-            {
-                let run = self.store.run_head(inst.run).await?;
-                let wf = self.workflow(inst.run).await?.ok_or_else(|| {
-                    EngineError::Internal("claimed a job of an invalid run".into())
-                })?;
-                // The agent needs only its own job: send the workflow
-                // with that one job, not every job of a large run.
-                let job = wf.jobs.get(inst.node as usize).cloned().ok_or_else(|| {
-                    EngineError::Internal(format!("run {} has no job {}", inst.run, inst.node))
-                })?;
-                let deploys = job.environment.is_some();
-                let workflow = Workflow {
-                    jobs: vec![job],
-                    ..Workflow::clone_head(&wf)
-                };
-                let mut contexts = inst.contexts;
-                if deploys
-                    && let Some(d) = self.deploy_context(inst.run, inst.id).await?
-                    && let Value::Object(k) = &mut contexts.kiln
-                {
-                    k.insert("deploy".into(), d);
+                .claim_batch(&ask, max, now, lease_until(now, self.cfg.lease))
+                .await?;
+            if !claimed.is_empty() {
+                let mut out = Vec::with_capacity(claimed.len());
+                let mut heads: HashMap<RunId, RunRecord> = HashMap::new();
+                for inst in claimed {
+                    let run = match heads.entry(inst.run) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            let head = self.store.run_head(inst.run).await?;
+                            // forge: a job started (the comment says "running").
+                            self.forge_news(inst.run, inst.repo).await;
+                            e.insert(head)
+                        }
+                    };
+                    let run = run.clone();
+                    out.push(self.assignment(&run, inst).await?);
                 }
-                self.remember(inst.id, inst.run, inst.node, inst.index);
-                // forge: a job started (the comment says "running").
-                self.forge_news(inst.run, inst.repo).await;
-                return Ok(Some(Assignment {
-                    job: inst.id,
-                    attempt: inst.attempt,
-                    run: inst.run,
-                    repo_name: run.repo_name,
-                    repo_url: run.repo_url,
-                    commit: run.commit,
-                    job_index: 0,
-                    workflow,
-                    name: inst.name,
-                    contexts,
-                    lease_ms: self.cfg.lease.as_millis() as u64,
-                    heartbeat_ms: self.cfg.heartbeat.as_millis() as u64,
-                }));
+                return Ok(out);
             }
             tokio::select! {
                 _ = work.changed() => {}
-                _ = tokio::time::sleep_until(deadline) => return Ok(None),
+                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
             }
         }
+    }
+
+    /// What an agent needs to run a leased instance.
+    async fn assignment(&self, run: &RunRecord, inst: InstanceRecord) -> EngineResult<Assignment> {
+        let wf = self
+            .workflow(inst.run)
+            .await?
+            .ok_or_else(|| EngineError::Internal("claimed a job of an invalid run".into()))?;
+        // The agent needs only its own job: send the workflow with that
+        // one job, not every job of a large run.
+        let job = wf.jobs.get(inst.node as usize).cloned().ok_or_else(|| {
+            EngineError::Internal(format!("run {} has no job {}", inst.run, inst.node))
+        })?;
+        let deploys = job.environment.is_some();
+        let workflow = Workflow {
+            jobs: vec![job],
+            ..Workflow::clone_head(&wf)
+        };
+        let mut contexts = inst.contexts;
+        if deploys
+            && let Some(d) = self.deploy_context(inst.run, inst.id).await?
+            && let Value::Object(k) = &mut contexts.kiln
+        {
+            k.insert("deploy".into(), d);
+        }
+        self.remember(inst.id, inst.run, inst.node, inst.index);
+        Ok(Assignment {
+            job: inst.id,
+            attempt: inst.attempt,
+            run: inst.run,
+            repo_name: run.repo_name.clone(),
+            repo_url: run.repo_url.clone(),
+            commit: run.commit.clone(),
+            job_index: 0,
+            workflow,
+            name: inst.name,
+            contexts,
+            lease_ms: self.cfg.lease.as_millis() as u64,
+            heartbeat_ms: self.cfg.heartbeat.as_millis() as u64,
+        })
+    }
+
+    /// Record finished attempts of `agent` (each with its last log chunk)
+    /// in one store transaction, then feed them to their runs' graphs, one
+    /// transition per run. One outcome per report, in order. A stored
+    /// result whose transition fails here is fed again by the reaper
+    /// (`feed_unapplied`): the report itself is done.
+    pub async fn report(
+        &self,
+        agent: AgentId,
+        reports: Vec<Report>,
+    ) -> EngineResult<Vec<EngineResult<()>>> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let attempts: Vec<FinishedAttempt> = reports
+            .into_iter()
+            .map(|r| FinishedAttempt {
+                instance: r.job,
+                attempt: r.attempt,
+                logs: r.logs.map(|chunk| {
+                    let lines = chunk
+                        .lines
+                        .into_iter()
+                        .map(|l| LogEntry {
+                            job: r.job,
+                            attempt: r.attempt,
+                            step: l.step,
+                            stream: l.stream,
+                            at: l.at,
+                            text: l.text,
+                        })
+                        .collect();
+                    (chunk.seq, lines)
+                }),
+                result: r.result,
+            })
+            .collect();
+        let keys: Vec<(InstanceId, JobStatus, bool)> = attempts
+            .iter()
+            .map(|f| (f.instance, f.result.status, f.logs.is_some()))
+            .collect();
+        let outcomes = self
+            .store
+            .complete_many(agent, attempts, Timestamp::now())
+            .await?;
+        let mut by_run: BTreeMap<RunId, (Vec<Event>, Vec<InstanceId>)> = BTreeMap::new();
+        let mut requeued = false;
+        let mut out = Vec::with_capacity(outcomes.len());
+        for ((job, status, logged), outcome) in keys.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(done) => {
+                    if logged {
+                        self.signals.notify(Topic::Run(done.run));
+                    }
+                    if done.requeued {
+                        requeued = true;
+                    } else {
+                        match self.whereabouts(job).await {
+                            Ok((_, node, index)) => {
+                                let entry = by_run.entry(done.run).or_default();
+                                entry.0.push(finished(node, index, status));
+                                entry.1.push(job);
+                            }
+                            Err(e) => {
+                                tracing::error!(%job, error = %e, "finding a reported job; the reaper feeds it");
+                            }
+                        }
+                    }
+                    self.forget(job);
+                    out.push(Ok(()));
+                }
+                Err(e) => out.push(Err(e.into())),
+            }
+        }
+        if requeued {
+            // A retry policy sent some back to the queue: another attempt.
+            self.signals.notify(Topic::Work);
+        }
+        for (run, (events, applied)) in by_run {
+            if let Err(e) = self.advance(run, Input::Events(events), applied).await {
+                tracing::error!(%run, error = %e, "feeding reported results to the run; the reaper tries again");
+            }
+        }
+        Ok(out)
     }
 
     pub async fn heartbeat(

@@ -13,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use kiln_model::InstanceId;
 use kiln_proto::agent::{
-    Assignment, ClaimRequest, Completion, Heartbeat, HeartbeatReply, LogChunk, RegisterRequest,
-    RegisterResponse, SESSION_HEADER, SessionSecret,
+    Assignment, ClaimRequest, Completion, Heartbeat, HeartbeatReply, LogChunk, MAX_JOBS_PER_CLAIM,
+    MAX_REPORTS, RegisterRequest, RegisterResponse, ReportOutcome, SESSION_HEADER, SessionSecret,
+    WorkRequest, WorkResponse,
 };
 use kiln_proto::api::Role;
 use kiln_proto::routes as r;
@@ -134,6 +135,72 @@ pub async fn claim(
         Some(a) => Ok(Json(a).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
+}
+
+#[utoipa::path(
+    post,
+    path = r::AGENT_WORK,
+    operation_id = "agent_work",
+    tag = "agent",
+    summary = "Report finished jobs and claim new ones in one round trip",
+    description = "Records each report (its last log chunk, then its result) and then \
+                   long-polls like `claim`, leasing as many jobs as `free_capacity` takes \
+                   (at most 32). Each report gets its own outcome; one that fails does not \
+                   fail the call.",
+    extensions(("x-kiln-role" = json!("agent")), ("x-kiln-session" = json!(true))),
+    request_body = WorkRequest,
+    responses(
+        (status = 200, description = "The reports' outcomes and the leased jobs", body = WorkResponse),
+        ApiErrors,
+        BodyErrors,
+    )
+)]
+pub async fn work(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<WorkRequest>,
+) -> ApiResult<Json<WorkResponse>> {
+    let agent = s.agent(&headers).await?;
+    if req.agent_id != agent.id {
+        return Err(ApiError::BadRequest(format!(
+            "the request names agent {} but the session is agent {}'s",
+            req.agent_id, agent.id
+        )));
+    }
+    if req.reports.len() > MAX_REPORTS {
+        return Err(ApiError::BadRequest(format!(
+            "{} reports in one call; at most {MAX_REPORTS}",
+            req.reports.len()
+        )));
+    }
+    let keys: Vec<(InstanceId, u32)> = req.reports.iter().map(|r| (r.job, r.attempt)).collect();
+    if keys.is_empty() {
+        // Reports and claims mark the agent as seen; a bare poll does it here.
+        s.engine
+            .store
+            .touch_agent(agent.id, Timestamp::now())
+            .await?;
+    }
+    let outcomes = s.engine.report(agent.id, req.reports).await?;
+    let reports = keys
+        .into_iter()
+        .zip(outcomes)
+        .map(|((job, attempt), outcome)| ReportOutcome {
+            job,
+            attempt,
+            error: outcome.err().map(|e| ApiError::from(e).body()),
+        })
+        .collect();
+    let jobs = s
+        .engine
+        .claim_jobs(
+            &agent,
+            req.free_capacity,
+            MAX_JOBS_PER_CLAIM,
+            Duration::from_millis(req.wait_ms),
+        )
+        .await?;
+    Ok(Json(WorkResponse { reports, jobs }))
 }
 
 #[utoipa::path(

@@ -83,6 +83,7 @@ pub(crate) fn routes(hook_body_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::create_token))
         .routes(routes!(agent::register))
         .routes(routes!(agent::claim))
+        .routes(routes!(agent::work))
         .routes(routes!(agent::heartbeat))
         .routes(routes!(agent::logs))
         .routes(routes!(agent::complete))

@@ -177,6 +177,77 @@ pub async fn claim_next_round_robin_between_repositories<S: Store + 'static>(s: 
     );
 }
 
+/// One claim takes several jobs: in claim order, while they fit the free
+/// capacity (a job heavier than the whole capacity only alone), at most
+/// `max`; each is leased as a single claim leases it.
+pub async fn claim_batch_fills_the_free_capacity<S: Store + 'static>(s: S) {
+    let repo = add_repo(&s, "batch").await;
+    let ids = queue(
+        &s,
+        &repo,
+        &[
+            (&["linux"], 1, 0),
+            (&["linux"], 2, 0),
+            (&["gpu"], 1, 0),
+            (&["linux"], 1, 0),
+            (&["linux"], 1, 0),
+            (&["linux"], 8, 0),
+            (&["linux"], 1, 0),
+        ],
+    )
+    .await;
+    let agent = add_agent(&s, "batcher").await;
+    let got = s
+        .claim_batch(&ask(agent.id, &["linux"], 4, 4), 10, t(10), t(40))
+        .await
+        .expect("claim_batch");
+    let taken: Vec<InstanceId> = got.iter().map(|i| i.id).collect();
+    assert_eq!(
+        taken,
+        vec![ids[0], ids[1], ids[3]],
+        "1 + 2 + 1 units; gpu skipped"
+    );
+    for i in &got {
+        assert_eq!(i.status, JobStatus::Running);
+        assert_eq!(i.attempt, 1);
+        assert_eq!(i.agent_name.as_deref(), Some("batcher"));
+        assert_eq!(i.lease_expires_at, Some(t(40)));
+    }
+    let run = s.instance(ids[0]).await.expect("instance").run;
+    assert_eq!(s.attempts(run).await.expect("attempts").len(), 3);
+
+    // `max` bounds the batch even with capacity to spare.
+    let one = s
+        .claim_batch(&ask(agent.id, &["linux"], 4, 4), 1, t(11), t(41))
+        .await
+        .expect("claim_batch");
+    assert_eq!(one.iter().map(|i| i.id).collect::<Vec<_>>(), vec![ids[4]]);
+    // Next in line weighs 8 > capacity 4: only an idle agent takes it, so
+    // a busy one gets the job behind it (what does not fit never stalls
+    // the queue).
+    let behind = s
+        .claim_batch(&ask(agent.id, &["linux"], 4, 3), 5, t(12), t(42))
+        .await
+        .expect("claim_batch");
+    assert_eq!(
+        behind.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![ids[6]]
+    );
+    let heavy = s
+        .claim_batch(&ask(agent.id, &["linux"], 4, 4), 5, t(12), t(42))
+        .await
+        .expect("claim_batch");
+    assert_eq!(heavy.iter().map(|i| i.id).collect::<Vec<_>>(), vec![ids[5]]);
+    assert!(
+        s.claim_batch(&ask(agent.id, &["linux"], 4, 0), 5, t(13), t(43))
+            .await
+            .expect("claim_batch")
+            .is_empty(),
+        "no free capacity, nothing claimed"
+    );
+    assert_eq!(heavy[0].weight, 8, "and it takes the whole agent, alone");
+}
+
 /// Two store handles on one database (two servers) racing to claim: every
 /// job is claimed exactly once. Not in the one-store list: an adapter's
 /// tests call it with two handles opened on the same database.
@@ -193,8 +264,16 @@ pub async fn two_handles_never_claim_one_job_twice<S: Store + 'static>(a: S, b: 
             tasks.push(tokio::spawn(async move {
                 let mut mine = Vec::new();
                 let ask = ask(agent, &["linux"], 1000, 1000);
-                while let Some(i) = store.claim_next(&ask, t(10), t(40)).await.expect("claim") {
-                    mine.push(i.id);
+                // Half the agents claim one at a time, half in batches.
+                loop {
+                    let got = store
+                        .claim_batch(&ask, if k % 2 == 0 { 1 } else { 3 }, t(10), t(40))
+                        .await
+                        .expect("claim");
+                    if got.is_empty() {
+                        break;
+                    }
+                    mine.extend(got.into_iter().map(|i| i.id));
                 }
                 mine
             }));

@@ -73,6 +73,8 @@ macro_rules! __conformance_cases {
             claim_next_is_not_stalled_by_unmatchable_jobs,
             claim_next_follows_the_reference_rules,
             claim_next_round_robin_between_repositories,
+            claim_batch_fills_the_free_capacity,
+            complete_many_records_each_report_on_its_own,
             fencing_rejects_old_attempts,
             fencing_binds_attempts_to_their_agent,
             lost_agents_are_recorded,

@@ -194,6 +194,108 @@ pub async fn fencing_rejects_old_attempts<S: Store + 'static>(s: S) {
     );
 }
 
+/// Several reports in one call: each is recorded or refused on its own
+/// (its log chunk with it), in order; a refused one leaves no trace.
+pub async fn complete_many_records_each_report_on_its_own<S: Store + 'static>(s: S) {
+    let repo = add_repo(&s, "many").await;
+    let (run, instances) = run_with_queued(&s, &repo, 3).await;
+    let agent = add_agent(&s, "agent-1").await;
+    for i in &instances {
+        s.claim(i.id, agent.id, t(10), t(40))
+            .await
+            .expect("claim")
+            .expect("claim wins");
+    }
+    let (a, b, c) = (instances[0].id, instances[1].id, instances[2].id);
+    let report = |id: InstanceId, attempt: u32, status: JobStatus, text: &str| FinishedAttempt {
+        instance: id,
+        attempt,
+        logs: Some((0, vec![line(id, attempt, 1, text)])),
+        result: job_result(status, attempt),
+    };
+    let outcomes = s
+        .complete_many(
+            agent.id,
+            vec![
+                report(a, 1, JobStatus::Success, "a's last line"),
+                report(b, 7, JobStatus::Success, "b from a stale attempt"),
+                report(c, 1, JobStatus::Running, "c is not final"),
+                report(InstanceId(a.0 + 1000), 1, JobStatus::Success, "nobody's"),
+                FinishedAttempt {
+                    logs: None,
+                    ..report(b, 1, JobStatus::Failure, "")
+                },
+            ],
+            t(20),
+        )
+        .await
+        .expect("complete_many");
+    assert_eq!(outcomes.len(), 5);
+    assert_eq!(
+        outcomes[0].as_ref().expect("a is recorded"),
+        &Completed {
+            run: run.id,
+            requeued: false
+        }
+    );
+    assert!(
+        matches!(outcomes[1], Err(StoreError::Stale(_))),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(
+        matches!(outcomes[2], Err(StoreError::Invalid(_))),
+        "{:?}",
+        outcomes[2]
+    );
+    assert!(
+        matches!(outcomes[3], Err(StoreError::NotFound(_))),
+        "{:?}",
+        outcomes[3]
+    );
+    assert!(outcomes[4].is_ok(), "{:?}", outcomes[4]);
+    assert_eq!(s.instance(a).await.unwrap().status, JobStatus::Success);
+    assert_eq!(s.instance(b).await.unwrap().status, JobStatus::Failure);
+    assert_eq!(s.instance(c).await.unwrap().status, JobStatus::Running);
+    let page = s.logs(run.id, None, 0).await.unwrap();
+    assert_eq!(
+        texts(&page),
+        vec!["a's last line"],
+        "refused reports store no lines"
+    );
+    // Sent again after a lost answer: stale, and nothing changes.
+    let again = s
+        .complete_many(
+            agent.id,
+            vec![report(a, 1, JobStatus::Failure, "again")],
+            t(21),
+        )
+        .await
+        .expect("complete_many");
+    assert!(
+        matches!(again[0], Err(StoreError::Stale(_))),
+        "{:?}",
+        again[0]
+    );
+    assert_eq!(s.instance(a).await.unwrap().status, JobStatus::Success);
+    // Another agent's report on a job leased to agent-1 is refused.
+    let other = add_agent(&s, "agent-2").await;
+    let foreign = s
+        .complete_many(
+            other.id,
+            vec![report(c, 1, JobStatus::Success, "not mine")],
+            t(22),
+        )
+        .await
+        .expect("complete_many");
+    assert!(
+        matches!(foreign[0], Err(StoreError::NotOwner(_))),
+        "{:?}",
+        foreign[0]
+    );
+    assert_eq!(s.instance(c).await.unwrap().status, JobStatus::Running);
+}
+
 /// Cancelling a queued job ends it at once (Cancelled, reason `cancelled`,
 /// waiting to be fed back); a running one gets `cancel_requested`, which
 /// its heartbeat reports; a finished one is left alone.

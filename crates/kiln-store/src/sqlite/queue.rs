@@ -9,10 +9,11 @@
 //! instance's retry policy says so (`kiln_core::retry`).
 
 use super::codec::{from_json, status_str, to_json, to_u32, ts};
+use super::logs::{append_on, packed};
 use super::runs::{SELECT_INSTANCE, instance_on, instance_record, retry_policy};
 use super::{SqliteStore, backend, commit};
 use crate::ports::{QueueStore, Result, StoreError};
-use crate::types::{Candidate, ClaimAsk, Completed, Expired, InstanceRecord};
+use crate::types::{Candidate, ClaimAsk, Completed, Expired, FinishedAttempt, InstanceRecord};
 use jiff::Timestamp;
 use kiln_core::dispatch::{covers, next_repo};
 use kiln_core::retry::{Verdict, decide};
@@ -67,13 +68,13 @@ async fn touch(conn: &mut SqliteConnection, agent: i64, now: Timestamp) -> Resul
 
 /// Back to the queue at its old position (`queue_seq` is kept: it has
 /// waited longest already), for another attempt at the next claim.
-async fn requeue(tx: &mut Transaction<'static, Sqlite>, id: i64) -> Result<()> {
+async fn requeue(conn: &mut SqliteConnection, id: i64) -> Result<()> {
     sqlx::query(
         "UPDATE instances SET status = 'queued', agent_id = NULL, lease_expires_at = NULL \
          WHERE id = ?",
     )
     .bind(id)
-    .execute(&mut **tx)
+    .execute(conn)
     .await
     .map_err(backend)?;
     Ok(())
@@ -240,28 +241,144 @@ async fn next_for(
     Ok(best.map(|(_, id)| (InstanceId(id), repo.0)))
 }
 
+/// The result as stored: its JSON, once its status is final.
+fn final_result(id: InstanceId, result: &JobResult) -> Result<String> {
+    match result.status {
+        JobStatus::Success | JobStatus::Failure | JobStatus::Cancelled | JobStatus::Skipped => {}
+        JobStatus::Queued | JobStatus::Running => {
+            return Err(StoreError::Invalid(format!(
+                "job {id} cannot complete as {}: a result's status must be final",
+                result.status
+            )));
+        }
+    }
+    to_json(result)
+}
+
+/// [`QueueStore::complete`] inside the caller's write transaction.
+async fn complete_on(
+    conn: &mut SqliteConnection,
+    id: InstanceId,
+    agent: AgentId,
+    attempt: u32,
+    result: &JobResult,
+    json: &str,
+    now: Timestamp,
+) -> Result<Completed> {
+    // The write lock is held (BEGIN IMMEDIATE): what this reads is
+    // what the update below changes.
+    let current: Option<(i64, i64, Option<String>, bool)> = sqlx::query_as(
+        "SELECT run_id, max_attempts, retry_on, cancel_requested FROM instances \
+         WHERE id = ? AND status = 'running' AND attempt = ? AND agent_id = ?",
+    )
+    .bind(id.0)
+    .bind(i64::from(attempt))
+    .bind(agent.0)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let Some((run, max_attempts, retry_on, cancel_requested)) = current else {
+        return Err(not_current(&mut *conn, id, agent, attempt).await);
+    };
+    let policy = retry_policy(max_attempts, retry_on)?;
+    let verdict = decide(
+        &policy,
+        result.status,
+        result.failure.as_ref(),
+        attempt,
+        cancel_requested,
+    );
+    let requeued = match verdict {
+        Verdict::Retry => {
+            requeue(&mut *conn, id.0).await?;
+            true
+        }
+        Verdict::End => {
+            sqlx::query(
+                "UPDATE instances SET status = ?, reason = ?, result = ?, finished_at = ?, \
+                 lease_expires_at = NULL, graph_applied = 0 WHERE id = ?",
+            )
+            .bind(status_str(result.status))
+            .bind(&result.reason)
+            .bind(json)
+            .bind(ts(now))
+            .bind(id.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+            false
+        }
+    };
+    touch(&mut *conn, agent.0, now).await?;
+    let failure = match result.status {
+        JobStatus::Failure => result.failure.as_ref().map(|f| f.class.as_str()),
+        JobStatus::Success
+        | JobStatus::Cancelled
+        | JobStatus::Skipped
+        | JobStatus::Queued
+        | JobStatus::Running => None,
+    };
+    sqlx::query(
+        "UPDATE attempts SET status = ?, reason = ?, failure = ?, finished_at = ?, result = ? \
+         WHERE instance_id = ? AND attempt = ?",
+    )
+    .bind(status_str(result.status))
+    .bind(&result.reason)
+    .bind(failure)
+    .bind(ts(now))
+    .bind(json)
+    .bind(id.0)
+    .bind(i64::from(attempt))
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok(Completed {
+        run: RunId(run),
+        requeued,
+    })
+}
+
 #[async_trait::async_trait]
 impl QueueStore for SqliteStore {
-    async fn claim_next(
+    async fn claim_batch(
         &self,
         ask: &ClaimAsk,
+        max: u32,
         now: Timestamp,
         lease_until: Timestamp,
-    ) -> Result<Option<InstanceRecord>> {
+    ) -> Result<Vec<InstanceRecord>> {
         let mut tx = self.write().await?;
         // The write lock is held from the start (BEGIN IMMEDIATE): what
         // `next_for` finds is still queued when it is claimed.
-        let Some((id, repo)) = next_for(&mut tx, ask).await? else {
-            return Ok(None);
-        };
-        let record = claim_on(&mut tx, id, ask.agent, now, lease_until).await?;
-        sqlx::query("UPDATE dispatch_cursor SET last_repo = ? WHERE id = 1")
-            .bind(repo)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let mut ask = ask.clone();
+        let mut claimed = Vec::new();
+        let mut last_repo = None;
+        while (claimed.len() as u32) < max && ask.free > 0 {
+            let Some((id, repo)) = next_for(&mut tx, &ask).await? else {
+                break;
+            };
+            let Some(record) = claim_on(&mut tx, id, ask.agent, now, lease_until).await? else {
+                break;
+            };
+            // A job heavier than the whole capacity takes all of it.
+            ask.free = ask
+                .free
+                .saturating_sub(record.weight.min(ask.capacity).max(1));
+            last_repo = Some(repo);
+            // The cursor moves with every job, so that the next one of
+            // this batch goes to the next repository.
+            sqlx::query("UPDATE dispatch_cursor SET last_repo = ? WHERE id = 1")
+                .bind(repo)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            claimed.push(record);
+        }
+        if last_repo.is_none() {
+            return Ok(claimed);
+        }
         commit(tx).await?;
-        Ok(record)
+        Ok(claimed)
     }
 
     async fn candidates(&self, limit: u32) -> Result<Vec<Candidate>> {
@@ -364,90 +481,65 @@ impl QueueStore for SqliteStore {
         result: JobResult,
         now: Timestamp,
     ) -> Result<Completed> {
-        match result.status {
-            JobStatus::Success | JobStatus::Failure | JobStatus::Cancelled | JobStatus::Skipped => {
+        let json = final_result(id, &result)?;
+        let mut tx = self.write().await?;
+        let done = complete_on(&mut tx, id, agent, attempt, &result, &json, now).await?;
+        commit(tx).await?;
+        Ok(done)
+    }
+
+    async fn complete_many(
+        &self,
+        agent: AgentId,
+        attempts: Vec<FinishedAttempt>,
+        now: Timestamp,
+    ) -> Result<Vec<Result<Completed>>> {
+        // Encode and compress before taking the write lock.
+        let mut prepared = Vec::with_capacity(attempts.len());
+        for a in attempts {
+            let encoded = (|| {
+                let json = final_result(a.instance, &a.result)?;
+                let logs = match &a.logs {
+                    Some((seq, lines)) if !lines.is_empty() => Some(packed(*seq, lines)?),
+                    Some(_) | None => None,
+                };
+                Ok((json, logs))
+            })();
+            prepared.push((a, encoded));
+        }
+        let mut tx = self.write().await?;
+        let mut out = Vec::with_capacity(prepared.len());
+        for (a, encoded) in prepared {
+            let (json, logs) = match encoded {
+                Ok(e) => e,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            // Each report in a savepoint: one that fails leaves no trace
+            // and does not undo the others.
+            let mut sp = sqlx::Connection::begin(&mut *tx).await.map_err(backend)?;
+            let done = async {
+                if let Some((seq, count, data)) = logs {
+                    append_on(&mut sp, a.instance, agent, a.attempt, seq, count, data).await?;
+                }
+                complete_on(&mut sp, a.instance, agent, a.attempt, &a.result, &json, now).await
             }
-            JobStatus::Queued | JobStatus::Running => {
-                return Err(StoreError::Invalid(format!(
-                    "job {id} cannot complete as {}: a result's status must be final",
-                    result.status
-                )));
+            .await;
+            match done {
+                Ok(done) => {
+                    sp.commit().await.map_err(backend)?;
+                    out.push(Ok(done));
+                }
+                Err(e) => {
+                    sp.rollback().await.map_err(backend)?;
+                    out.push(Err(e));
+                }
             }
         }
-        let json = to_json(&result)?;
-        let mut tx = self.write().await?;
-        // The write lock is held (BEGIN IMMEDIATE): what this reads is
-        // what the update below changes.
-        let current: Option<(i64, i64, Option<String>, bool)> = sqlx::query_as(
-            "SELECT run_id, max_attempts, retry_on, cancel_requested FROM instances \
-             WHERE id = ? AND status = 'running' AND attempt = ? AND agent_id = ?",
-        )
-        .bind(id.0)
-        .bind(i64::from(attempt))
-        .bind(agent.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some((run, max_attempts, retry_on, cancel_requested)) = current else {
-            return Err(not_current(&mut tx, id, agent, attempt).await);
-        };
-        let policy = retry_policy(max_attempts, retry_on)?;
-        let verdict = decide(
-            &policy,
-            result.status,
-            result.failure.as_ref(),
-            attempt,
-            cancel_requested,
-        );
-        let requeued = match verdict {
-            Verdict::Retry => {
-                requeue(&mut tx, id.0).await?;
-                true
-            }
-            Verdict::End => {
-                sqlx::query(
-                    "UPDATE instances SET status = ?, reason = ?, result = ?, finished_at = ?, \
-                     lease_expires_at = NULL, graph_applied = 0 WHERE id = ?",
-                )
-                .bind(status_str(result.status))
-                .bind(&result.reason)
-                .bind(&json)
-                .bind(ts(now))
-                .bind(id.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-                false
-            }
-        };
-        touch(&mut tx, agent.0, now).await?;
-        let failure = match result.status {
-            JobStatus::Failure => result.failure.map(|f| f.class.as_str()),
-            JobStatus::Success
-            | JobStatus::Cancelled
-            | JobStatus::Skipped
-            | JobStatus::Queued
-            | JobStatus::Running => None,
-        };
-        sqlx::query(
-            "UPDATE attempts SET status = ?, reason = ?, failure = ?, finished_at = ?, result = ? \
-             WHERE instance_id = ? AND attempt = ?",
-        )
-        .bind(status_str(result.status))
-        .bind(&result.reason)
-        .bind(failure)
-        .bind(ts(now))
-        .bind(&json)
-        .bind(id.0)
-        .bind(i64::from(attempt))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
         commit(tx).await?;
-        Ok(Completed {
-            run: RunId(run),
-            requeued,
-        })
+        Ok(out)
     }
 
     async fn expire_leases(&self, now: Timestamp) -> Result<Vec<Expired>> {

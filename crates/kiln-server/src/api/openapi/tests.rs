@@ -129,7 +129,7 @@ fn every_operation_says_what_it_needs_and_answers() {
             }
         }
     }
-    assert_eq!(count, 29, "operations in the document");
+    assert_eq!(count, 30, "operations in the document");
     let ids: BTreeSet<_> = doc
         .paths
         .paths
@@ -426,7 +426,7 @@ async fn the_router_serves_exactly_the_documented_routes() {
         unserved.is_empty(),
         "in the OpenAPI document but not served: {unserved:?}"
     );
-    assert_eq!(routed.len(), 29);
+    assert_eq!(routed.len(), 30);
     // The probe can tell: an unknown path gets the fallback.
     assert!(!served(&client, &base, "get", "/api/v1/nothing-here").await);
 
@@ -460,6 +460,9 @@ fn minimal_body(schema: &str) -> Option<Value> {
             serde_json::json!({ "name": "a", "labels": [], "capacity": 1, "version": "v" })
         }
         "ClaimRequest" => serde_json::json!({ "agent_id": 1, "free_capacity": 1, "wait_ms": 0 }),
+        "WorkRequest" => {
+            serde_json::json!({ "agent_id": 1, "reports": [], "free_capacity": 1, "wait_ms": 0 })
+        }
         "Heartbeat" => serde_json::json!({ "attempt": 1 }),
         "LogChunk" => serde_json::json!({ "attempt": 1, "seq": 0, "lines": [] }),
         "Completion" => serde_json::json!({ "attempt": 1, "result": job_result }),
@@ -543,5 +546,5 @@ async fn each_operation_enforces_the_role_it_documents() {
             }
         }
     }
-    assert_eq!(checked, 4 * 23, "requests made");
+    assert_eq!(checked, 4 * 24, "requests made");
 }
