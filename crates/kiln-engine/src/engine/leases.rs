@@ -152,8 +152,7 @@ impl Engine {
                             e.insert(head)
                         }
                     };
-                    let run = run.clone();
-                    out.push(self.assignment(&run, inst).await?);
+                    out.push(self.assignment(run, inst).await?);
                 }
                 return Ok(out);
             }
