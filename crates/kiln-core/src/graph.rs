@@ -148,9 +148,23 @@ struct Node {
 }
 
 /// The state of one run. See the module docs for the protocol.
+///
+/// Stored in parts ([`RunGraph::to_parts`]): a small head and one record
+/// per node, so that a store rewrites only the nodes an event changed
+/// ([`RunGraph::changed_parts`]), whatever the size of the run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunGraph {
     nodes: Vec<Node>,
+    #[serde(flatten)]
+    head: Head,
+    /// Nodes changed since the graph was built, loaded or last asked.
+    #[serde(skip)]
+    changed: std::collections::BTreeSet<NodeIx>,
+}
+
+/// Everything of a graph but its nodes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Head {
     capacity: u32,
     used: u32,
     running: usize,
@@ -158,27 +172,94 @@ pub struct RunGraph {
     finished: bool,
 }
 
+/// A stored graph that could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum PartsError {
+    #[error("the graph's head: {0}")]
+    Head(String),
+    #[error("node {node} of the graph: {message}")]
+    Node { node: NodeIx, message: String },
+    #[error("the graph's nodes are not numbered 0 to {0}")]
+    Numbering(usize),
+}
+
 impl RunGraph {
     /// `capacity` is the sum of weights that may run at once (at least 1).
     /// `needs` must only point at existing nodes and form no cycle; the
     /// pipeline loader guarantees both.
     pub fn new(nodes: Vec<NodeSpec>, capacity: u32) -> Self {
+        let nodes: Vec<Node> = nodes
+            .into_iter()
+            .map(|n| Node {
+                needs: n.needs,
+                state: NodeState::Waiting,
+                instances: Vec::new(),
+                fail_fast_tripped: false,
+            })
+            .collect();
         RunGraph {
-            nodes: nodes
-                .into_iter()
-                .map(|n| Node {
-                    needs: n.needs,
-                    state: NodeState::Waiting,
-                    instances: Vec::new(),
-                    fail_fast_tripped: false,
-                })
-                .collect(),
-            capacity: capacity.max(1),
-            used: 0,
-            running: 0,
-            cancelled: false,
-            finished: false,
+            changed: (0..nodes.len()).collect(),
+            nodes,
+            head: Head {
+                capacity: capacity.max(1),
+                used: 0,
+                running: 0,
+                cancelled: false,
+                finished: false,
+            },
         }
+    }
+
+    /// The graph as stored: its head and every node, each as JSON.
+    pub fn to_parts(&self) -> (String, Vec<String>) {
+        let nodes = self.nodes.iter().map(json).collect();
+        (json(&self.head), nodes)
+    }
+
+    /// The head, and the nodes changed since the graph was built (all of
+    /// them), read back with [`RunGraph::from_parts`], or last asked: what
+    /// a store must write to keep its copy equal to this graph.
+    pub fn changed_parts(&mut self) -> (String, Vec<(NodeIx, String)>) {
+        let changed = std::mem::take(&mut self.changed);
+        let nodes = changed
+            .into_iter()
+            .filter_map(|ix| Some((ix, json(self.nodes.get(ix)?))))
+            .collect();
+        (json(&self.head), nodes)
+    }
+
+    /// The graph from its stored parts: the head and every node, numbered
+    /// 0 to n - 1 (in any order).
+    pub fn from_parts(head: &str, nodes: Vec<(NodeIx, String)>) -> Result<RunGraph, PartsError> {
+        let head: Head = serde_json::from_str(head).map_err(|e| PartsError::Head(e.to_string()))?;
+        let count = nodes.len();
+        let mut slots: Vec<Option<Node>> = (0..count).map(|_| None).collect();
+        for (ix, text) in nodes {
+            let node: Node = serde_json::from_str(&text).map_err(|e| PartsError::Node {
+                node: ix,
+                message: e.to_string(),
+            })?;
+            match slots.get_mut(ix) {
+                Some(slot @ None) => *slot = Some(node),
+                Some(Some(_)) | None => return Err(PartsError::Numbering(count)),
+            }
+        }
+        let nodes = slots
+            .into_iter()
+            .collect::<Option<Vec<Node>>>()
+            .ok_or(PartsError::Numbering(count))?;
+        Ok(RunGraph {
+            nodes,
+            head,
+            changed: Default::default(),
+        })
+    }
+
+    /// Mark node `ix` as changed and give it out for changing.
+    fn node_mut(&mut self, ix: NodeIx) -> Option<&mut Node> {
+        let node = self.nodes.get_mut(ix)?;
+        self.changed.insert(ix);
+        Some(node)
     }
 
     /// The first commands of the run.
@@ -193,8 +274,9 @@ impl RunGraph {
         let mut out = Vec::new();
         match event {
             Event::Expanded { node, expansion } => {
-                if self.nodes.get(node).map(|n| &n.state) == Some(&NodeState::Evaluating) {
-                    let n = &mut self.nodes[node];
+                if self.nodes.get(node).map(|n| &n.state) == Some(&NodeState::Evaluating)
+                    && let Some(n) = self.node_mut(node)
+                {
                     n.instances = vec![InstState::Queued; expansion.instances.max(1)];
                     // After a cancel, only nodes whose `if:` holds under
                     // `cancelled()` (such as `always()`) get here: they run.
@@ -205,8 +287,8 @@ impl RunGraph {
             Event::EvaluationFailed { node } => self.settle(node, JobStatus::Failure),
             Event::Finished { key, status } => self.finish_instance(key, status, &mut out),
             Event::CancelRun => {
-                if !self.cancelled {
-                    self.cancelled = true;
+                if !self.head.cancelled {
+                    self.head.cancelled = true;
                     for ix in 0..self.nodes.len() {
                         self.drop_queued(ix, JobStatus::Cancelled, &mut out);
                         for (index, st) in self.nodes[ix].instances.iter().enumerate() {
@@ -226,7 +308,7 @@ impl RunGraph {
 
     /// True once `RunFinished` was emitted.
     pub fn is_finished(&self) -> bool {
-        self.finished
+        self.head.finished
     }
 
     /// The final status of a node, once it is done.
@@ -240,14 +322,22 @@ impl RunGraph {
     }
 
     fn settle(&mut self, node: NodeIx, status: JobStatus) {
-        if let Some(n) = self.nodes.get_mut(node)
-            && n.state == NodeState::Evaluating
+        if self.nodes.get(node).map(|n| &n.state) == Some(&NodeState::Evaluating)
+            && let Some(n) = self.node_mut(node)
         {
             n.state = NodeState::Done(status);
         }
     }
 
     fn finish_instance(&mut self, key: InstanceKey, status: JobStatus, out: &mut Vec<Command>) {
+        let running = self.nodes.get(key.node).and_then(|n| match &n.state {
+            NodeState::Expanded(_) => n.instances.get(key.index),
+            NodeState::Waiting | NodeState::Evaluating | NodeState::Done(_) => None,
+        }) == Some(&InstState::Running);
+        if !running {
+            return;
+        }
+        self.changed.insert(key.node);
         let Some(node) = self.nodes.get_mut(key.node) else {
             return;
         };
@@ -258,12 +348,9 @@ impl RunGraph {
         let Some(slot) = node.instances.get_mut(key.index) else {
             return;
         };
-        if *slot != InstState::Running {
-            return;
-        }
         *slot = InstState::Done(status);
-        self.used -= exp.weight.min(self.used);
-        self.running -= 1;
+        self.head.used -= exp.weight.min(self.head.used);
+        self.head.running -= 1;
         let failed = matches!(status, JobStatus::Failure);
         if failed && exp.fail_fast && !exp.tolerated(key.index) && !node.fail_fast_tripped {
             node.fail_fast_tripped = true;
@@ -282,6 +369,10 @@ impl RunGraph {
     }
 
     fn drop_queued(&mut self, node: NodeIx, status: JobStatus, out: &mut Vec<Command>) {
+        if !self.nodes[node].instances.contains(&InstState::Queued) {
+            return;
+        }
+        self.changed.insert(node);
         for (index, st) in self.nodes[node].instances.iter_mut().enumerate() {
             if *st == InstState::Queued {
                 *st = InstState::Done(status);
@@ -296,7 +387,7 @@ impl RunGraph {
     /// Settle finished nodes, evaluate ready ones, start what fits, and
     /// finish the run when everything is done — repeated until nothing moves.
     fn advance(&mut self, out: &mut Vec<Command>) {
-        if self.finished {
+        if self.head.finished {
             return;
         }
         loop {
@@ -307,6 +398,7 @@ impl RunGraph {
                         if let Some(needs) = self.needs_status(ix) {
                             // Also after a cancel: `needs` is then `Cancelled`,
                             // and only `if: always()`/`cancelled()` jobs run.
+                            self.changed.insert(ix);
                             self.nodes[ix].state = NodeState::Evaluating;
                             out.push(Command::Evaluate { node: ix, needs });
                             moved = true;
@@ -316,6 +408,7 @@ impl RunGraph {
                         let n = &self.nodes[ix];
                         if n.instances.iter().all(|s| matches!(s, InstState::Done(_))) {
                             let status = aggregate(&n.instances, exp);
+                            self.changed.insert(ix);
                             self.nodes[ix].state = NodeState::Done(status);
                             moved = true;
                         }
@@ -333,7 +426,7 @@ impl RunGraph {
             .iter()
             .all(|n| matches!(n.state, NodeState::Done(_)))
         {
-            self.finished = true;
+            self.head.finished = true;
             let status = self.run_status();
             out.push(Command::RunFinished { status });
         }
@@ -358,14 +451,16 @@ impl RunGraph {
                 if exp.max_parallel.is_some_and(|m| running_here >= m.max(1)) {
                     break;
                 }
-                let fits = self.used + exp.weight <= self.capacity || self.running == 0;
+                let fits =
+                    self.head.used + exp.weight <= self.head.capacity || self.head.running == 0;
                 if !fits {
                     // FIFO: nothing behind a waiting instance may overtake it.
                     return moved;
                 }
+                self.changed.insert(ix);
                 self.nodes[ix].instances[index] = InstState::Running;
-                self.used += exp.weight;
-                self.running += 1;
+                self.head.used += exp.weight;
+                self.head.running += 1;
                 running_here += 1;
                 moved = true;
                 out.push(Command::Start {
@@ -397,7 +492,7 @@ impl RunGraph {
                 None => {}
             }
         }
-        if self.cancelled {
+        if self.head.cancelled {
             return Some(NeedsStatus::Cancelled);
         }
         Some(status)
@@ -420,7 +515,7 @@ impl RunGraph {
                 | JobStatus::Running => {}
             }
         }
-        if self.cancelled {
+        if self.head.cancelled {
             JobStatus::Cancelled
         } else if any_failure {
             JobStatus::Failure
@@ -430,6 +525,12 @@ impl RunGraph {
             JobStatus::Skipped
         }
     }
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    // A graph is plain data (numbers, strings, booleans, lists): it
+    // always serializes.
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// A node's status from its instances'.

@@ -73,6 +73,11 @@ pub trait RunStore: Send + Sync {
     async fn run_head(&self, id: RunId) -> Result<RunRecord>;
     /// [`InstanceState`]s of a run, ordered by (node, index).
     async fn instance_states(&self, run: RunId) -> Result<Vec<InstanceState>>;
+    /// Those of the instances of `nodes` only.
+    async fn node_instance_states(&self, run: RunId, nodes: &[u32]) -> Result<Vec<InstanceState>>;
+    /// The nodes of the run's graph, by number (empty for a run without
+    /// a graph); its head is [`RunRecord::graph`].
+    async fn graph_nodes(&self, run: RunId) -> Result<Vec<(u32, String)>>;
     /// Newest first; `repo` filters; at most `limit`.
     async fn runs(&self, repo: Option<RepoId>, limit: u32) -> Result<Vec<RunRecord>>;
     /// Runs not yet finished (for reconciliation at start).

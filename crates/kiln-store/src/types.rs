@@ -62,14 +62,34 @@ pub struct NewRun {
     /// Initial status: `Queued`, or `Failure` for an invalid workflow.
     pub status: JobStatus,
     pub error: Option<String>,
-    /// The serialized run graph (see `kiln_core::engine`).
-    pub graph: Option<String>,
+    /// The run graph (see `kiln_core::graph`), in its stored parts.
+    pub graph: Option<GraphParts>,
     /// Why the run may not start yet (set with `gate` for a workflow-level
     /// concurrency group, alone for a fork's pull request).
     pub hold: Option<Waiting>,
     /// The run enters this gate (workflow-level `concurrency:`).
     pub gate: Option<NewGate>,
     pub now: Timestamp,
+}
+
+/// A run graph as the store keeps it, opaque to the store: a small head
+/// and one record per node, numbered from 0 (`kiln_core::graph::RunGraph::to_parts`).
+/// Transitions rewrite the head and the nodes they changed
+/// ([`Transition::graph_nodes`]), never the whole graph.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GraphParts {
+    pub head: String,
+    pub nodes: Vec<String>,
+}
+
+impl From<&str> for GraphParts {
+    /// A graph of no nodes with this head.
+    fn from(head: &str) -> Self {
+        GraphParts {
+            head: head.to_owned(),
+            nodes: Vec::new(),
+        }
+    }
 }
 
 /// A run or instance entering a gate (see `kiln_core::gate`).
@@ -182,6 +202,8 @@ pub struct RunRecord {
     pub contexts: RunContexts,
     pub status: JobStatus,
     pub error: Option<String>,
+    /// The head of its run graph ([`GraphParts::head`]); the nodes are
+    /// read apart ([`crate::RunStore::graph_nodes`]).
     pub graph: Option<String>,
     /// Why the run has not started yet.
     pub hold: Option<Waiting>,
@@ -287,7 +309,10 @@ pub struct AttemptRecord {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Transition {
     pub expected_version: i64,
+    /// The graph's new head.
     pub graph: String,
+    /// The graph's nodes that changed, by number: written, the others kept.
+    pub graph_nodes: Vec<(u32, String)>,
     pub status: Option<JobStatus>,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,

@@ -428,3 +428,113 @@ proptest! {
         }
     }
 }
+
+/// A store that keeps the graph in parts, writing only what changed.
+struct Stored {
+    head: String,
+    nodes: BTreeMap<usize, String>,
+}
+
+impl Stored {
+    fn new(g: &mut RunGraph) -> Stored {
+        let (head, nodes) = g.changed_parts();
+        Stored {
+            head,
+            nodes: nodes.into_iter().collect(),
+        }
+    }
+
+    /// Write what changed; how many nodes that was.
+    fn write(&mut self, g: &mut RunGraph) -> usize {
+        let (head, nodes) = g.changed_parts();
+        self.head = head;
+        let n = nodes.len();
+        self.nodes.extend(nodes);
+        n
+    }
+
+    fn read(&self) -> RunGraph {
+        RunGraph::from_parts(
+            &self.head,
+            self.nodes.iter().map(|(n, s)| (*n, s.clone())).collect(),
+        )
+        .expect("stored parts read back")
+    }
+}
+
+/// Written a changed node at a time, the stored graph is always the live
+/// one; finishing one of many independent jobs rewrites one node.
+#[test]
+fn parts_written_as_they_change_read_back_equal() {
+    // 0 and 1 independent, 2 needs both, 3 needs 2; node 1 fails.
+    let specs = [&[][..], &[], &[0, 1], &[2]]
+        .iter()
+        .map(|n| NodeSpec { needs: n.to_vec() })
+        .collect();
+    let mut g = RunGraph::new(specs, u32::MAX);
+    let mut stored = Stored::new(&mut g);
+    let mut pending: VecDeque<Command> = g.start().into();
+    stored.write(&mut g);
+    assert_eq!(stored.read().to_parts(), g.to_parts());
+    while let Some(cmd) = pending.pop_front() {
+        let event = match cmd {
+            Command::Evaluate { node, .. } => Event::Expanded {
+                node,
+                expansion: Expansion {
+                    fail_fast: false,
+                    ..exp(if node == 0 { 3 } else { 1 }, 1)
+                },
+            },
+            Command::Start { key } => Event::Finished {
+                key,
+                status: if key.node == 1 {
+                    JobStatus::Failure
+                } else {
+                    JobStatus::Success
+                },
+            },
+            Command::Cancel { .. } | Command::Dropped { .. } | Command::RunFinished { .. } => {
+                continue;
+            }
+        };
+        let finishing = matches!(event, Event::Finished { .. });
+        pending.extend(g.on(event));
+        let written = stored.write(&mut g);
+        assert!(written <= 2, "one event rewrote {written} nodes");
+        if finishing
+            && pending
+                .iter()
+                .all(|c| !matches!(c, Command::Evaluate { .. }))
+        {
+            assert!(written >= 1, "a finished instance changes its node");
+        }
+        assert_eq!(stored.read().to_parts(), g.to_parts());
+    }
+    assert!(g.is_finished());
+    assert!(stored.read().is_finished());
+}
+
+#[test]
+fn parts_must_number_every_node_once() {
+    let g = RunGraph::new(vec![NodeSpec { needs: vec![] }; 2], 1);
+    let (head, nodes) = g.to_parts();
+    let both = vec![(1, nodes[1].clone()), (0, nodes[0].clone())];
+    assert_eq!(
+        RunGraph::from_parts(&head, both)
+            .expect("in any order")
+            .to_parts(),
+        g.to_parts()
+    );
+    assert!(matches!(
+        RunGraph::from_parts(&head, vec![(1, nodes[1].clone())]),
+        Err(PartsError::Numbering(1))
+    ));
+    assert!(matches!(
+        RunGraph::from_parts(&head, vec![(0, nodes[0].clone()), (0, nodes[1].clone())]),
+        Err(PartsError::Numbering(2))
+    ));
+    assert!(matches!(
+        RunGraph::from_parts("{", vec![]),
+        Err(PartsError::Head(_))
+    ));
+}

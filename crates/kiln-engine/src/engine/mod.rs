@@ -24,6 +24,7 @@ use crate::signals::{InProcess, Signals, Topic};
 use error::{EngineError, EngineResult};
 use jiff::Timestamp;
 use kiln_core::graph::Event;
+use kiln_core::graph::RunGraph;
 use kiln_model::workflow::Workflow;
 use kiln_model::{InstanceId, JobStatus, RunId, Value};
 use kiln_proto::api::TriggerRequest;
@@ -32,7 +33,7 @@ use kiln_store::{Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use transition::{Input, finished, new_graph};
+use transition::{Input, Instances, TransitionError, finished, new_graph};
 
 /// Decoded workflows kept in memory (cleared when full).
 const WORKFLOW_CACHE: usize = 256;
@@ -69,6 +70,9 @@ pub struct Engine {
     /// Links, the token key and the report deliverer's wake-up (forge/report.rs).
     pub outbound: crate::forge::Outbound,
     workflows: Mutex<HashMap<RunId, Arc<Workflow>>>,
+    /// The graphs of active runs as this server last wrote them, with the
+    /// run's version then: a cache, used only while the version matches.
+    graphs: Mutex<HashMap<RunId, (i64, RunGraph)>>,
     claimed: Mutex<HashMap<InstanceId, (RunId, u32, u32)>>,
     run_locks: Mutex<HashMap<RunId, Arc<tokio::sync::Mutex<()>>>>,
     /// One settling of gates at a time.
@@ -114,6 +118,7 @@ impl Engine {
             forges,
             outbound,
             workflows: Mutex::new(HashMap::new()),
+            graphs: Mutex::new(HashMap::new()),
             claimed: Mutex::new(HashMap::new()),
             run_locks: Mutex::new(HashMap::new()),
             gate_lock: tokio::sync::Mutex::new(()),
@@ -143,6 +148,16 @@ impl Engine {
         }
         cache.insert(run, wf.clone());
         Ok(Some(wf))
+    }
+
+    /// A run's graph as stored: its head and its nodes.
+    async fn load_graph(&self, run: RunId, head: &str) -> EngineResult<RunGraph> {
+        let nodes = self.store.graph_nodes(run).await?;
+        RunGraph::from_parts(
+            head,
+            nodes.into_iter().map(|(n, s)| (n as usize, s)).collect(),
+        )
+        .map_err(|e| EngineError::Internal(format!("run {run}: stored graph: {e}")))
     }
 
     fn run_lock(&self, run: RunId) -> Arc<tokio::sync::Mutex<()>> {
@@ -413,9 +428,9 @@ impl Engine {
         let _guard = lock.lock().await;
         for _ in 0..8 {
             let rec = self.store.run_head(run).await?;
-            if rec.graph.is_none() {
+            let Some(head) = rec.graph.as_deref() else {
                 return Ok(());
-            }
+            };
             if rec.hold.is_some() && matches!(input, Input::Start) {
                 // Waits for its concurrency group (engine/gates.rs).
                 return Ok(());
@@ -423,21 +438,65 @@ impl Engine {
             let Some(wf) = self.workflow(run).await? else {
                 return Ok(());
             };
-            let instances = self.store.instance_states(run).await?;
-            let (t, fx) = transition::transition(
+            // The graph as of `rec.version`: kept from this server's last
+            // transition of the run, else read from the store.
+            let cached = self
+                .graphs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&run);
+            let mut graph = match cached {
+                Some((version, g)) if version == rec.version => g,
+                Some(_) | None => self.load_graph(run, head).await?,
+            };
+            // Only the instances the transition may look at: the cost of a
+            // completion does not grow with the run.
+            let instances = match transition::nodes_to_read(&wf, &input) {
+                Some(nodes) => {
+                    Instances::of_nodes(&nodes, self.store.node_instance_states(run, &nodes).await?)
+                }
+                None => Instances::all(self.store.instance_states(run).await?),
+            };
+            let now = Timestamp::now();
+            let retries = self.cfg.max_attempts.saturating_sub(1);
+            let computed = match transition::transition(
                 &rec,
                 &wf,
+                &mut graph,
                 &instances,
                 input.clone(),
                 applied.clone(),
-                Timestamp::now(),
-                self.cfg.max_attempts.saturating_sub(1),
-            )
-            .map_err(EngineError::Internal)?;
+                now,
+                retries,
+            ) {
+                Err(TransitionError::Missing(_)) => {
+                    // It looked further than expected: again, with all.
+                    graph = self.load_graph(run, head).await?;
+                    let all = Instances::all(self.store.instance_states(run).await?);
+                    transition::transition(
+                        &rec,
+                        &wf,
+                        &mut graph,
+                        &all,
+                        input.clone(),
+                        applied.clone(),
+                        now,
+                        retries,
+                    )
+                }
+                other => other,
+            };
+            let (t, fx) = computed.map_err(|e| EngineError::Internal(e.to_string()))?;
             let cancels = !t.cancel.is_empty();
             let status_changed = t.status.is_some();
             match self.store.apply(run, t).await {
-                Ok(_) => {
+                Ok(version) => {
+                    if fx.finished.is_none() {
+                        self.graphs
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(run, (version, graph));
+                    }
                     if fx.queued > 0 {
                         self.signals.notify(Topic::Work);
                     }

@@ -16,11 +16,11 @@ use kiln_pipeline::expr::StatusCheck;
 use kiln_pipeline::plan::{Decision, JobContexts as PlanContexts, Plan, plan_job};
 use kiln_proto::agent::JobContexts;
 use kiln_proto::api::{WaitKind, Waiting};
-use kiln_store::types::{InstanceState, NewGate, NewInstance, RunRecord, Transition};
+use kiln_store::types::{GraphParts, InstanceState, NewGate, NewInstance, RunRecord, Transition};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-/// A fresh graph for `wf`, serialized for the store.
-pub fn new_graph(wf: &Workflow) -> String {
+/// A fresh graph for `wf`, in its parts for the store.
+pub fn new_graph(wf: &Workflow) -> GraphParts {
     let nodes = wf
         .jobs
         .iter()
@@ -32,7 +32,83 @@ pub fn new_graph(wf: &Workflow) -> String {
                 .collect(),
         })
         .collect();
-    serde_json::to_string(&RunGraph::new(nodes, u32::MAX)).unwrap_or_default()
+    let (head, nodes) = RunGraph::new(nodes, u32::MAX).to_parts();
+    GraphParts { head, nodes }
+}
+
+/// The stored instances a transition may look at: those of some nodes
+/// (what the engine expects the transition to need), or all of them.
+#[derive(Debug, Default)]
+pub struct Instances {
+    by_node: HashMap<u32, Vec<InstanceState>>,
+    /// Every instance of the run is here: a node without any has none.
+    complete: bool,
+}
+
+impl Instances {
+    /// Every instance of the run.
+    pub fn all(states: Vec<InstanceState>) -> Instances {
+        Instances {
+            complete: true,
+            ..Instances::of_nodes(&[], states)
+        }
+    }
+
+    /// The instances of `nodes` (those nodes may have none).
+    pub fn of_nodes(nodes: &[u32], states: Vec<InstanceState>) -> Instances {
+        let mut by_node: HashMap<u32, Vec<InstanceState>> =
+            nodes.iter().map(|n| (*n, Vec::new())).collect();
+        for s in states {
+            by_node.entry(s.node).or_default().push(s);
+        }
+        Instances {
+            by_node,
+            complete: false,
+        }
+    }
+
+    fn of(&self, node: usize) -> Result<&[InstanceState], TransitionError> {
+        match self.by_node.get(&(node as u32)) {
+            Some(states) => Ok(states),
+            None if self.complete => Ok(&[]),
+            None => Err(TransitionError::Missing(node)),
+        }
+    }
+}
+
+/// Why a transition could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    /// The instances of this node were not given: compute again with all.
+    #[error("the instances of node {0} were not loaded")]
+    Missing(usize),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The nodes whose instances a transition on `input` may read: for a
+/// finished instance of node N, N's (fail-fast stops its siblings), the
+/// nodes N needs (N's next instance starts with their outputs), and the
+/// nodes needed by those that need N (they may be evaluated now). `None`:
+/// any node's.
+pub fn nodes_to_read(wf: &Workflow, input: &Input) -> Option<Vec<u32>> {
+    let Input::Events(events) = input else {
+        return None;
+    };
+    let position = |id: &kiln_model::JobId| wf.jobs.iter().position(|j| &j.id == id);
+    let mut nodes = std::collections::BTreeSet::new();
+    for e in events {
+        let Event::Finished { key, .. } = e else {
+            return None;
+        };
+        let job = wf.jobs.get(key.node)?;
+        nodes.insert(key.node);
+        nodes.extend(job.needs.iter().filter_map(position));
+        for dependant in wf.jobs.iter().filter(|j| j.needs.contains(&job.id)) {
+            nodes.extend(dependant.needs.iter().filter_map(position));
+        }
+    }
+    Some(nodes.into_iter().map(|n| n as u32).collect())
 }
 
 /// What happened, besides the transition itself.
@@ -62,23 +138,25 @@ pub enum Input {
     CancelInstances(Vec<InstanceId>),
 }
 
+/// Feed `input` to `graph` (the run's, as stored at `run.version`) and
+/// compute what the store must write. On an error the graph may be half
+/// changed: read it again.
+#[allow(clippy::too_many_arguments)]
 pub fn transition(
     run: &RunRecord,
     wf: &Workflow,
-    instances: &[InstanceState],
+    graph: &mut RunGraph,
+    instances: &Instances,
     input: Input,
     applied: Vec<InstanceId>,
     now: Timestamp,
     default_retries: u32,
-) -> Result<(Transition, Effects), String> {
+) -> Result<(Transition, Effects), TransitionError> {
     let q = Queueing {
         wf,
         repo_priority: run.contexts.repo_priority,
         default_retries,
     };
-    let mut graph: RunGraph =
-        serde_json::from_str(run.graph.as_deref().ok_or("the run has no graph")?)
-            .map_err(|e| format!("stored run graph: {e}"))?;
     let mut spare_deploys = false;
     let mut error = None;
     let mut cancel_now = Vec::new();
@@ -106,15 +184,13 @@ pub fn transition(
     };
     let mut fx = Effects::default();
     let mut plans: HashMap<usize, Plan> = HashMap::new();
-    let by_key: HashMap<(u32, u32), &InstanceState> =
-        instances.iter().map(|i| ((i.node, i.index), i)).collect();
     let empty = Value::Object(BTreeMap::new());
 
     while let Some(cmd) = cmds.pop_front() {
         match cmd {
             Command::Evaluate { node, needs } => {
                 let job = &wf.jobs[node];
-                let needs_ctx = needs_context(wf, node, &graph, instances, &run.contexts.reuse);
+                let needs_ctx = needs_context(wf, node, graph, instances, &run.contexts.reuse)?;
                 let cx = PlanContexts {
                     github: &run.contexts.github,
                     inputs: &run.contexts.inputs,
@@ -196,7 +272,7 @@ pub fn transition(
                         // Started in a later transition (max-parallel): plan again; the
                         // inputs (needs, contexts) have not changed since.
                         let needs_ctx =
-                            needs_context(wf, key.node, &graph, instances, &run.contexts.reuse);
+                            needs_context(wf, key.node, graph, instances, &run.contexts.reuse)?;
                         let cx = PlanContexts {
                             github: &run.contexts.github,
                             inputs: &run.contexts.inputs,
@@ -208,19 +284,19 @@ pub fn transition(
                         match plan_job(&wf.jobs[key.node], cx, StatusCheck::Success) {
                             Ok(Decision::Run(p)) => plans.entry(key.node).or_insert(p),
                             Ok(Decision::Skip) | Err(_) => {
-                                return Err(format!(
+                                return Err(TransitionError::Invalid(format!(
                                     "job `{}` could not be planned again",
                                     wf.jobs[key.node].id
-                                ));
+                                )));
                             }
                         }
                     }
                 };
                 let Some(inst) = plan.instances.get(key.index) else {
-                    return Err(format!(
+                    return Err(TransitionError::Invalid(format!(
                         "no instance {} of job `{}`",
                         key.index, wf.jobs[key.node].id
-                    ));
+                    )));
                 };
                 let job = &wf.jobs[key.node];
                 let mut github = run.contexts.github.clone();
@@ -244,7 +320,7 @@ pub fn transition(
                     contexts: JobContexts {
                         github,
                         inputs: run.contexts.inputs.clone(),
-                        needs: needs_context(wf, key.node, &graph, instances, &run.contexts.reuse),
+                        needs: needs_context(wf, key.node, graph, instances, &run.contexts.reuse)?,
                         matrix: inst
                             .matrix
                             .as_ref()
@@ -261,7 +337,8 @@ pub fn transition(
                 fx.gated |= inst.environment.is_some() || inst.concurrency.is_some();
             }
             Command::Cancel { key } => {
-                if let Some(i) = by_key.get(&(key.node as u32, key.index as u32)) {
+                let states = instances.of(key.node)?;
+                if let Some(i) = states.iter().find(|i| i.index as usize == key.index) {
                     let running_deploy =
                         i.status == JobStatus::Running && wf.jobs[key.node].environment.is_some();
                     if !(spare_deploys && running_deploy) {
@@ -295,7 +372,9 @@ pub fn transition(
         t.status = Some(JobStatus::Running);
         t.started_at = Some(now);
     }
-    t.graph = serde_json::to_string(&graph).map_err(|e| e.to_string())?;
+    let (head, nodes) = graph.changed_parts();
+    t.graph = head;
+    t.graph_nodes = nodes.into_iter().map(|(n, s)| (n as u32, s)).collect();
     Ok((t, fx))
 }
 
@@ -426,9 +505,9 @@ fn needs_context(
     wf: &Workflow,
     node: usize,
     graph: &RunGraph,
-    instances: &[InstanceState],
+    instances: &Instances,
     reuse: &BTreeMap<String, BTreeMap<String, String>>,
-) -> Value {
+) -> Result<Value, TransitionError> {
     let mut out = BTreeMap::new();
     for need in &wf.jobs[node].needs {
         let Some(ni) = wf.jobs.iter().position(|j| &j.id == need) else {
@@ -443,7 +522,7 @@ fn needs_context(
                     .collect()
             })
             .unwrap_or_default();
-        for inst in instances.iter().filter(|i| i.node as usize == ni) {
+        for inst in instances.of(ni)? {
             for (k, v) in &inst.outputs {
                 outputs.insert(k.clone(), Value::str(v.clone()));
             }
@@ -456,12 +535,20 @@ fn needs_context(
             ]),
         );
     }
-    Value::Object(out)
+    Ok(Value::Object(out))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Input, new_graph, transition};
+    use super::{Input, Instances, new_graph, transition};
+    use kiln_core::graph::RunGraph;
+
+    /// The graph of a new run of `wf`, read back from its parts.
+    fn fresh(wf: &Workflow) -> RunGraph {
+        let parts = new_graph(wf);
+        RunGraph::from_parts(&parts.head, parts.nodes.into_iter().enumerate().collect())
+            .expect("parts")
+    }
     use jiff::Timestamp;
     use kiln_model::workflow::Workflow;
     use kiln_model::{JobStatus, RepoId, RetryOn, RetryPolicy, RunId, Value};
@@ -494,7 +581,7 @@ mod tests {
             },
             status: JobStatus::Queued,
             error: None,
-            graph: Some(new_graph(wf)),
+            graph: Some(new_graph(wf).head),
             hold: None,
             version: 1,
             created_at: Timestamp::UNIX_EPOCH,
@@ -523,7 +610,8 @@ jobs:
         let (t, _) = transition(
             &run(&wf, -7),
             &wf,
-            &[],
+            &mut fresh(&wf),
+            &Instances::all(Vec::new()),
             Input::Start,
             Vec::new(),
             Timestamp::UNIX_EPOCH,
@@ -554,7 +642,8 @@ jobs:
         let (t, _) = transition(
             &run(&wf, -7),
             &wf,
-            &[],
+            &mut fresh(&wf),
+            &Instances::all(Vec::new()),
             Input::Start,
             Vec::new(),
             Timestamp::UNIX_EPOCH,

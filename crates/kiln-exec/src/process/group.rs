@@ -64,27 +64,31 @@ pub(crate) fn group_alive(group: &Group) -> bool {
 /// `Some(true)` when a process of group `pgid` other than `except` is not a
 /// zombie, `Some(false)` when there is none, `None` when `/proc` cannot
 /// tell.
+///
+/// Runs after every step, so it is kept cheap: the pids come from one
+/// listing of `/proc`, each pid's group from `getpgid` (one system call,
+/// no file to open and format), and only a member's `/proc/PID/stat` is
+/// read, to tell a zombie.
 fn has_live_member(pgid: Pid, except: Pid) -> Option<bool> {
-    let want = pgid.as_raw();
     for entry in std::fs::read_dir("/proc").ok()? {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.bytes().all(|b| b.is_ascii_digit()) || name.parse() == Ok(except.as_raw()) {
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == except.as_raw() || nix::unistd::getpgid(Some(Pid::from_raw(pid))) != Ok(pgid) {
             continue;
         }
         // /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold
-        // spaces and parentheses, so parse after the last ')'.
+        // spaces and parentheses, so parse after the last ')'. Gone in
+        // between: not a member any more.
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
-        if pgrp == Some(want) && state != Some("Z") {
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next());
+        if state != Some("Z") {
             return Some(true);
         }
     }

@@ -38,7 +38,10 @@ pub(crate) fn new_run(repo: &RepoRecord, now: Timestamp) -> NewRun {
         },
         status: JobStatus::Queued,
         error: None,
-        graph: Some("{\"graph\":0}".into()),
+        graph: Some(GraphParts {
+            head: "{\"graph\":0}".into(),
+            nodes: vec!["{\"node\":0}".into(), "{\"node\":1}".into()],
+        }),
         now,
     }
 }

@@ -51,7 +51,12 @@ pub async fn runs_create_read_list<S: Store + 'static>(s: S) {
     assert_eq!(r1.contexts, expected.contexts);
     assert_eq!(r1.status, JobStatus::Queued);
     assert_eq!(r1.error, None);
-    assert_eq!(r1.graph, expected.graph);
+    let graph = expected.graph.expect("a graph");
+    assert_eq!(r1.graph.as_deref(), Some(graph.head.as_str()));
+    assert_eq!(
+        s.graph_nodes(r1.id).await.unwrap(),
+        vec![(0, graph.nodes[0].clone()), (1, graph.nodes[1].clone())]
+    );
     assert_eq!(r1.created_at, t(1));
     assert_eq!(r1.started_at, None);
     assert_eq!(r1.finished_at, None);
@@ -61,6 +66,7 @@ pub async fn runs_create_read_list<S: Store + 'static>(s: S) {
         Some("ci.yml:3:5: error: unknown key `jobz`")
     );
     assert_eq!(r2.graph, None);
+    assert!(s.graph_nodes(r2.id).await.unwrap().is_empty());
 
     assert_eq!(s.run(r1.id).await.unwrap(), r1);
     assert_eq!(s.run(r2.id).await.unwrap(), r2);

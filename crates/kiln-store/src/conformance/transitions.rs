@@ -18,6 +18,7 @@ pub async fn apply_checks_the_version<S: Store + 'static>(s: S) {
             Transition {
                 expected_version: v1,
                 graph: "g2".into(),
+                graph_nodes: vec![(1, "node 1, changed".into())],
                 status: Some(JobStatus::Running),
                 started_at: Some(t(2)),
                 now: t(2),
@@ -30,6 +31,14 @@ pub async fn apply_checks_the_version<S: Store + 'static>(s: S) {
     let after = s.run(run.id).await.unwrap();
     assert_eq!(after.version, v2);
     assert_eq!(after.graph.as_deref(), Some("g2"));
+    assert_eq!(
+        s.graph_nodes(run.id).await.unwrap(),
+        vec![
+            (0, "{\"node\":0}".to_owned()),
+            (1, "node 1, changed".to_owned())
+        ],
+        "only the nodes the transition changed are rewritten"
+    );
     assert_eq!(after.status, JobStatus::Running);
     assert_eq!(after.started_at, Some(t(2)));
     assert_eq!(after.finished_at, None);
@@ -41,6 +50,7 @@ pub async fn apply_checks_the_version<S: Store + 'static>(s: S) {
             Transition {
                 expected_version: v1,
                 graph: "lost".into(),
+                graph_nodes: vec![(0, "lost".into())],
                 status: Some(JobStatus::Failure),
                 finished_at: Some(t(3)),
                 new_instances: vec![new_instance(0, 0, JobStatus::Queued)],
@@ -51,6 +61,7 @@ pub async fn apply_checks_the_version<S: Store + 'static>(s: S) {
         .await,
     );
     assert_eq!(s.run(run.id).await.unwrap(), after);
+    assert_eq!(s.graph_nodes(run.id).await.unwrap()[0].1, "{\"node\":0}");
     assert!(s.instances(run.id).await.unwrap().is_empty());
     assert!(s.candidates(10).await.unwrap().is_empty());
 

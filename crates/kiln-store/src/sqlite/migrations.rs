@@ -60,19 +60,28 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "poll_schedule",
         include_str!("../../migrations/sqlite/0008_poll_schedule.sql"),
     ),
+    (
+        9,
+        "run_parts",
+        include_str!("../../migrations/sqlite/0009_run_parts.sql"),
+    ),
 ];
 
+/// The embedded migrations up to a version (all of them: `i64::MAX`).
 #[derive(Debug)]
-struct Embedded;
+struct Embedded {
+    up_to: i64,
+}
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(
         self,
     ) -> Pin<Box<dyn Future<Output = std::result::Result<Vec<Migration>, BoxDynError>> + Send>>
     {
-        Box::pin(async {
+        Box::pin(async move {
             Ok(MIGRATIONS
                 .iter()
+                .filter(|(version, _, _)| *version <= self.up_to)
                 .map(|&(version, description, sql)| {
                     Migration::new(
                         version,
@@ -91,7 +100,11 @@ impl MigrationSource<'static> for Embedded {
 /// database has a migration this binary does not know (it was written by
 /// a newer kiln) or one whose text changed.
 pub(crate) async fn run(pool: &SqlitePool) -> Result<()> {
-    let migrator = Migrator::new(Embedded)
+    run_up_to(pool, i64::MAX).await
+}
+
+async fn run_up_to(pool: &SqlitePool, up_to: i64) -> Result<()> {
+    let migrator = Migrator::new(Embedded { up_to })
         .await
         .map_err(|e| StoreError::Backend(format!("loading migrations: {e}")))?;
     migrator
@@ -109,7 +122,63 @@ pub(crate) async fn run(pool: &SqlitePool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::MIGRATIONS;
+    use super::{MIGRATIONS, run, run_up_to};
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    /// A run stored whole before migration 9 (its workflow and its whole
+    /// graph in its row) is split: the workflow in `run_workflows`, the
+    /// graph's nodes in `run_nodes`, its head in the row.
+    #[tokio::test]
+    async fn runs_from_before_9_are_split_into_parts() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().in_memory(true))
+            .await
+            .expect("pool");
+        run_up_to(&pool, 8).await.expect("migrations 1 to 8");
+        sqlx::query(
+            "INSERT INTO repos (id, name, url, created_at) VALUES (1, 'r', 'file:///r', 0)",
+        )
+        .execute(&pool)
+        .await
+        .expect("repo");
+        let graph = r#"{"nodes":[{"needs":[],"state":"Waiting"},{"needs":[0],"state":"Waiting"}],"capacity":9,"used":0,"running":0,"cancelled":false,"finished":false}"#;
+        sqlx::query(
+            "INSERT INTO runs (id, repo_id, workflow_file, workflow_name, commit_sha, event, \
+             workflow, contexts, status, graph, version, created_at) \
+             VALUES (7, 1, 'ci.yml', 'ci', 'abc', 'push', '{\"the\":\"workflow\"}', '{}', \
+             'running', ?, 3, 0)",
+        )
+        .bind(graph)
+        .execute(&pool)
+        .await
+        .expect("run");
+        run(&pool).await.expect("migration 9");
+        let head: String = sqlx::query_scalar("SELECT graph FROM runs WHERE id = 7")
+            .fetch_one(&pool)
+            .await
+            .expect("head");
+        let head: serde_json::Value = serde_json::from_str(&head).expect("json");
+        assert_eq!(head.get("nodes"), None);
+        assert_eq!(head["capacity"], 9);
+        let nodes: Vec<(i64, String)> =
+            sqlx::query_as("SELECT node, state FROM run_nodes WHERE run_id = 7 ORDER BY node")
+                .fetch_all(&pool)
+                .await
+                .expect("nodes");
+        assert_eq!(
+            nodes,
+            vec![
+                (0, r#"{"needs":[],"state":"Waiting"}"#.to_owned()),
+                (1, r#"{"needs":[0],"state":"Waiting"}"#.to_owned())
+            ]
+        );
+        let wf: String = sqlx::query_scalar("SELECT workflow FROM run_workflows WHERE run_id = 7")
+            .fetch_one(&pool)
+            .await
+            .expect("workflow");
+        assert_eq!(wf, r#"{"the":"workflow"}"#);
+    }
 
     #[test]
     fn every_file_in_the_folder_is_embedded() {

@@ -17,9 +17,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 
 const SELECT_RUN: &str = "SELECT r.id, r.repo_id, p.name AS repo_name, p.url AS repo_url, \
-     r.workflow_file, r.workflow_name, r.commit_sha, r.git_ref, r.event, r.workflow, r.contexts, \
+     r.workflow_file, r.workflow_name, r.commit_sha, r.git_ref, r.event, w.workflow, r.contexts, \
      r.status, r.error, r.graph, r.hold, r.version, r.created_at, r.started_at, r.finished_at \
-     FROM runs r JOIN repos p ON p.id = r.repo_id";
+     FROM runs r JOIN repos p ON p.id = r.repo_id LEFT JOIN run_workflows w ON w.run_id = r.id";
 
 fn run_record(row: &SqliteRow) -> Result<RunRecord> {
     Ok(RunRecord {
@@ -42,6 +42,26 @@ fn run_record(row: &SqliteRow) -> Result<RunRecord> {
         created_at: from_ts(row.try_get("created_at").map_err(backend)?)?,
         started_at: from_opt_ts(row.try_get("started_at").map_err(backend)?)?,
         finished_at: from_opt_ts(row.try_get("finished_at").map_err(backend)?)?,
+    })
+}
+
+/// An instance as a run's transition sees it; its outputs from the stored
+/// result.
+const SELECT_STATE: &str = "SELECT id, node, idx, job_key, status, \
+     json_extract(result, '$.outputs') AS outputs FROM instances";
+
+fn instance_state(row: &SqliteRow) -> Result<InstanceState> {
+    let outputs: Option<String> = row.try_get("outputs").map_err(backend)?;
+    Ok(InstanceState {
+        id: InstanceId(row.try_get("id").map_err(backend)?),
+        node: to_u32("node", row.try_get("node").map_err(backend)?)?,
+        index: to_u32("index", row.try_get("idx").map_err(backend)?)?,
+        job_key: row.try_get("job_key").map_err(backend)?,
+        status: parse_status(row.try_get("status").map_err(backend)?)?,
+        outputs: match outputs {
+            Some(text) => from_json("instance outputs", &text)?,
+            None => Default::default(),
+        },
     })
 }
 
@@ -166,8 +186,8 @@ pub(super) async fn insert_run(
     };
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (repo_id, workflow_file, workflow_name, commit_sha, git_ref, event, \
-         workflow, contexts, status, error, graph, hold, version, created_at, finished_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
+         contexts, status, error, graph, hold, version, created_at, finished_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
     )
     .bind(run.repo.0)
     .bind(&run.workflow_file)
@@ -175,17 +195,29 @@ pub(super) async fn insert_run(
     .bind(&run.commit)
     .bind(&run.git_ref)
     .bind(&run.event)
-    .bind(workflow)
     .bind(to_json(&run.contexts)?)
     .bind(status_str(run.status))
     .bind(&run.error)
-    .bind(&run.graph)
+    .bind(run.graph.as_ref().map(|g| &g.head))
     .bind(hold)
     .bind(ts(run.now))
     .bind(finished_at)
     .fetch_one(&mut **tx)
     .await
     .map_err(backend)?;
+    if let Some(workflow) = workflow {
+        sqlx::query("INSERT INTO run_workflows (run_id, workflow) VALUES (?, ?)")
+            .bind(id)
+            .bind(workflow)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    if let Some(graph) = &run.graph {
+        for (node, state) in graph.nodes.iter().enumerate() {
+            write_node(tx, RunId(id), node as i64, state).await?;
+        }
+    }
     if let (Some(gate), false) = (&run.gate, run.status.is_terminal()) {
         super::gates::insert_entry(tx, run.repo, RunId(id), None, gate, run.now).await?;
     }
@@ -195,6 +227,21 @@ pub(super) async fn insert_run(
         .await
         .map_err(backend)?;
     run_record(&row)
+}
+
+/// Write (or rewrite) one node of a run's graph.
+async fn write_node(conn: &mut SqliteConnection, run: RunId, node: i64, state: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO run_nodes (run_id, node, state) VALUES (?, ?, ?) \
+         ON CONFLICT (run_id, node) DO UPDATE SET state = excluded.state",
+    )
+    .bind(run.0)
+    .bind(node)
+    .bind(state)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
 }
 
 async fn insert_instance(
@@ -340,7 +387,9 @@ impl RunStore for SqliteStore {
     }
 
     async fn run_head(&self, id: RunId) -> Result<RunRecord> {
-        let select = SELECT_RUN.replace("r.workflow,", "NULL AS workflow,");
+        let select = SELECT_RUN
+            .replace("w.workflow,", "NULL AS workflow,")
+            .replace(" LEFT JOIN run_workflows w ON w.run_id = r.id", "");
         let row = sqlx::query(&format!("{select} WHERE r.id = ?"))
             .bind(id.0)
             .fetch_optional(&self.pool)
@@ -351,29 +400,44 @@ impl RunStore for SqliteStore {
     }
 
     async fn instance_states(&self, run: RunId) -> Result<Vec<InstanceState>> {
-        let rows = sqlx::query(
-            "SELECT id, node, idx, job_key, status, json_extract(result, '$.outputs') AS outputs \
-             FROM instances WHERE run_id = ? ORDER BY node, idx, id",
-        )
+        let rows = sqlx::query(&format!(
+            "{SELECT_STATE} WHERE run_id = ? ORDER BY node, idx, id"
+        ))
         .bind(run.0)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let outputs: Option<String> = row.try_get("outputs").map_err(backend)?;
-                Ok(InstanceState {
-                    id: InstanceId(row.try_get("id").map_err(backend)?),
-                    node: to_u32("node", row.try_get("node").map_err(backend)?)?,
-                    index: to_u32("index", row.try_get("idx").map_err(backend)?)?,
-                    job_key: row.try_get("job_key").map_err(backend)?,
-                    status: parse_status(row.try_get("status").map_err(backend)?)?,
-                    outputs: match outputs {
-                        Some(text) => from_json("instance outputs", &text)?,
-                        None => Default::default(),
-                    },
-                })
-            })
+        rows.iter().map(instance_state).collect()
+    }
+
+    async fn node_instance_states(&self, run: RunId, nodes: &[u32]) -> Result<Vec<InstanceState>> {
+        let mut out = Vec::new();
+        let mut tx = self.read().await?;
+        for &node in nodes {
+            let rows = sqlx::query(&format!(
+                "{SELECT_STATE} WHERE run_id = ? AND node = ? ORDER BY idx, id"
+            ))
+            .bind(run.0)
+            .bind(i64::from(node))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+            for row in &rows {
+                out.push(instance_state(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn graph_nodes(&self, run: RunId) -> Result<Vec<(u32, String)>> {
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT node, state FROM run_nodes WHERE run_id = ? ORDER BY node")
+                .bind(run.0)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        rows.into_iter()
+            .map(|(node, state)| Ok((to_u32("node", node)?, state)))
             .collect()
     }
 
@@ -441,6 +505,9 @@ impl RunStore for SqliteStore {
                 )),
             });
         };
+        for (node, state) in &t.graph_nodes {
+            write_node(&mut tx, run, i64::from(*node), state).await?;
+        }
         if !t.new_instances.is_empty() {
             let repo: i64 = sqlx::query_scalar("SELECT repo_id FROM runs WHERE id = ?")
                 .bind(run.0)
