@@ -4,6 +4,15 @@
 //!
 //! kiln uses the `git` program: it speaks every transport (file://, git://,
 //! http(s)://, ssh) with the user's configuration and credentials.
+//!
+//! A trigger costs git processes, so they are shared where that changes
+//! nothing a trigger can see:
+//! - fetches of one repository run one at a time, and a trigger whose
+//!   request came before a fetch *started* takes that fetch's result
+//!   instead of fetching again (it sees the remote at least as new as
+//!   when it asked): a burst of triggers costs two fetches, not one each;
+//! - a ref resolves once per fetch (the mirror's refs change only then);
+//! - the workflow files at a commit are read once (a commit never changes).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,7 +29,20 @@ pub enum GitError {
 
 pub struct Mirrors {
     dir: PathBuf,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    repos: Mutex<HashMap<String, Arc<Mirror>>>,
+    /// Workflow files by (mirror, commit, directory).
+    files: Mutex<HashMap<(PathBuf, String, String), Arc<Vec<(String, String)>>>>,
+}
+
+/// Entries kept in each cache before it starts over.
+const CACHED: usize = 256;
+
+#[derive(Default)]
+struct Mirror {
+    /// Held while fetching: when the last successful fetch started.
+    fetch: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Refs resolved since the last fetch, and that fetch's number.
+    resolved: Mutex<(u64, HashMap<Option<String>, (String, Option<String>)>)>,
 }
 
 async fn git(cwd: Option<&Path>, args: &[&str]) -> Result<String, GitError> {
@@ -48,13 +70,20 @@ impl Mirrors {
     pub fn new(dir: PathBuf) -> Self {
         Mirrors {
             dir,
-            locks: Mutex::new(HashMap::new()),
+            repos: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(name.to_owned()).or_default().clone()
+    fn mirror(&self, name: &str) -> Arc<Mirror> {
+        let mut repos = self.repos.lock().unwrap_or_else(|p| p.into_inner());
+        repos.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// The state of the mirror at `path` (named by its repository).
+    fn mirror_at(&self, path: &Path) -> Option<Arc<Mirror>> {
+        let name = path.file_name()?.to_str()?.strip_suffix(".git")?;
+        Some(self.mirror(name))
     }
 
     /// The mirror of `name` if it exists and already has `commit`: a
@@ -80,11 +109,18 @@ impl Mirrors {
         self.dir.join(format!("{name}.git"))
     }
 
-    /// Clone or fetch the mirror of `name` from `url`.
+    /// Clone or fetch the mirror of `name` from `url`: afterwards it holds
+    /// the remote's refs as they were at some moment after this call began.
     pub async fn sync(&self, name: &str, url: &str) -> Result<PathBuf, GitError> {
-        let lock = self.lock(name);
-        let _guard = lock.lock().await;
+        let asked = std::time::Instant::now();
+        let mirror = self.mirror(name);
+        let mut last = mirror.fetch.lock().await;
         let path = self.path(name);
+        if last.is_some_and(|started| started > asked) && path.join("HEAD").exists() {
+            // A fetch that started after we asked has just ended.
+            return Ok(path);
+        }
+        let started = std::time::Instant::now();
         if path.join("HEAD").exists() {
             git(
                 Some(&path),
@@ -103,12 +139,44 @@ impl Mirrors {
             let p = path.display().to_string();
             git(None, &["clone", "--mirror", "--quiet", url, &p]).await?;
         }
+        *last = Some(started);
+        let mut resolved = mirror.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        resolved.0 += 1;
+        resolved.1.clear();
         Ok(path)
     }
 
     /// The commit `git_ref` points at (default: the remote's HEAD), and the
     /// full ref name when there is one.
     pub async fn resolve(
+        &self,
+        mirror: &Path,
+        git_ref: Option<&str>,
+    ) -> Result<(String, Option<String>), GitError> {
+        let state = self.mirror_at(mirror);
+        let key = git_ref.map(str::to_owned);
+        let fetched = match &state {
+            Some(m) => {
+                let resolved = m.resolved.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(hit) = resolved.1.get(&key) {
+                    return Ok(hit.clone());
+                }
+                Some(resolved.0)
+            }
+            None => None,
+        };
+        let answer = self.resolve_now(mirror, git_ref).await?;
+        if let (Some(m), Some(fetched)) = (state, fetched) {
+            let mut resolved = m.resolved.lock().unwrap_or_else(|p| p.into_inner());
+            // Kept only if no fetch came in between.
+            if resolved.0 == fetched && resolved.1.len() < CACHED {
+                resolved.1.insert(key, answer.clone());
+            }
+        }
+        Ok(answer)
+    }
+
+    async fn resolve_now(
         &self,
         mirror: &Path,
         git_ref: Option<&str>,
@@ -166,6 +234,34 @@ impl Mirrors {
         commit: &str,
         dir: &str,
     ) -> Result<Vec<(String, String)>, GitError> {
+        let key = (mirror.to_path_buf(), commit.to_owned(), dir.to_owned());
+        if let Some(hit) = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(hit.as_ref().clone());
+        }
+        let files = self.read_workflow_files(mirror, commit, dir).await?;
+        if files.is_empty() {
+            // Perhaps the commit is not fetched yet: ask git again next time.
+            return Ok(files);
+        }
+        let mut cache = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHED {
+            cache.clear();
+        }
+        cache.insert(key, Arc::new(files.clone()));
+        Ok(files)
+    }
+
+    async fn read_workflow_files(
+        &self,
+        mirror: &Path,
+        commit: &str,
+        dir: &str,
+    ) -> Result<Vec<(String, String)>, GitError> {
         let listing = match git(
             Some(mirror),
             &["ls-tree", "--name-only", &format!("{commit}:{dir}")],
@@ -214,8 +310,8 @@ impl Mirrors {
         if self.commit(&path, commit).await.is_ok() {
             return Ok(path);
         }
-        let lock = self.lock(name);
-        let _guard = lock.lock().await;
+        let mirror = self.mirror(name);
+        let _fetching = mirror.fetch.lock().await;
         for r in refs {
             let local = format!("refs/kiln/{}", r.trim_start_matches("refs/"));
             let spec = format!("+{r}:{local}");

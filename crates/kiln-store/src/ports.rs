@@ -78,7 +78,8 @@ pub trait RunStore: Send + Sync {
     /// The nodes of the run's graph, by number (empty for a run without
     /// a graph); its head is [`RunRecord::graph`].
     async fn graph_nodes(&self, run: RunId) -> Result<Vec<(u32, String)>>;
-    /// Newest first; `repo` filters; at most `limit`.
+    /// Newest first; `repo` filters; at most `limit`. Heads, as
+    /// [`RunStore::run_head`]: without their workflows.
     async fn runs(&self, repo: Option<RepoId>, limit: u32) -> Result<Vec<RunRecord>>;
     /// Runs not yet finished (for reconciliation at start).
     async fn active_runs(&self) -> Result<Vec<RunId>>;

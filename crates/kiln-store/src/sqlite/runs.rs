@@ -21,6 +21,13 @@ const SELECT_RUN: &str = "SELECT r.id, r.repo_id, p.name AS repo_name, p.url AS 
      r.status, r.error, r.graph, r.hold, r.version, r.created_at, r.started_at, r.finished_at \
      FROM runs r JOIN repos p ON p.id = r.repo_id LEFT JOIN run_workflows w ON w.run_id = r.id";
 
+/// [`SELECT_RUN`] without the workflow.
+fn select_head() -> String {
+    SELECT_RUN
+        .replace("w.workflow,", "NULL AS workflow,")
+        .replace(" LEFT JOIN run_workflows w ON w.run_id = r.id", "")
+}
+
 fn run_record(row: &SqliteRow) -> Result<RunRecord> {
     Ok(RunRecord {
         id: RunId(row.try_get("id").map_err(backend)?),
@@ -387,10 +394,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn run_head(&self, id: RunId) -> Result<RunRecord> {
-        let select = SELECT_RUN
-            .replace("w.workflow,", "NULL AS workflow,")
-            .replace(" LEFT JOIN run_workflows w ON w.run_id = r.id", "");
-        let row = sqlx::query(&format!("{select} WHERE r.id = ?"))
+        let row = sqlx::query(&format!("{} WHERE r.id = ?", select_head()))
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await
@@ -445,7 +449,8 @@ impl RunStore for SqliteStore {
         let rows = match repo {
             Some(repo) => {
                 sqlx::query(&format!(
-                    "{SELECT_RUN} WHERE r.repo_id = ? ORDER BY r.id DESC LIMIT ?"
+                    "{} WHERE r.repo_id = ? ORDER BY r.id DESC LIMIT ?",
+                    select_head()
                 ))
                 .bind(repo.0)
                 .bind(i64::from(limit))
@@ -453,7 +458,7 @@ impl RunStore for SqliteStore {
                 .await
             }
             None => {
-                sqlx::query(&format!("{SELECT_RUN} ORDER BY r.id DESC LIMIT ?"))
+                sqlx::query(&format!("{} ORDER BY r.id DESC LIMIT ?", select_head()))
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
                     .await
