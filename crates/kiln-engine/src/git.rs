@@ -31,8 +31,14 @@ pub struct Mirrors {
     dir: PathBuf,
     repos: Mutex<HashMap<String, Arc<Mirror>>>,
     /// Workflow files by (mirror, commit, directory).
-    files: Mutex<HashMap<(PathBuf, String, String), Arc<Vec<(String, String)>>>>,
+    files: Mutex<HashMap<(PathBuf, String, String), Arc<Files>>>,
 }
+
+/// Workflow files: (path, text).
+type Files = Vec<(String, String)>;
+
+/// A resolved ref: the commit, and the full ref name when there is one.
+type Resolved = (String, Option<String>);
 
 /// Entries kept in each cache before it starts over.
 const CACHED: usize = 256;
@@ -42,7 +48,7 @@ struct Mirror {
     /// Held while fetching: when the last successful fetch started.
     fetch: tokio::sync::Mutex<Option<std::time::Instant>>,
     /// Refs resolved since the last fetch, and that fetch's number.
-    resolved: Mutex<(u64, HashMap<Option<String>, (String, Option<String>)>)>,
+    resolved: Mutex<(u64, HashMap<Option<String>, Resolved>)>,
 }
 
 async fn git(cwd: Option<&Path>, args: &[&str]) -> Result<String, GitError> {
