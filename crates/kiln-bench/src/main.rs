@@ -111,6 +111,9 @@ struct ServerThroughputArgs {
     /// Separately triggered one-job runs
     #[arg(long, default_value_t = 500)]
     runs: usize,
+    /// Jobs of the one run queued before its agent starts (0: skip that shape)
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    queued_jobs: usize,
     /// Times each shape is measured; medians are reported
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -222,6 +225,7 @@ fn main() -> Result<()> {
                 kiln: kiln_path(a.common.kiln.clone()),
                 jobs: a.jobs,
                 runs: a.runs,
+                queued_jobs: a.queued_jobs,
                 capacity: a.capacity.unwrap_or_else(cpus),
                 repeat: a.repeat,
                 trigger_threads: a.trigger_threads,
@@ -316,6 +320,7 @@ fn server_all(a: ServerAllArgs) -> Result<()> {
             kiln: kiln.clone(),
             jobs: 1000,
             runs: 500,
+            queued_jobs: 10_000,
             capacity: cpus(),
             repeat: a.throughput_repeat,
             trigger_threads: 4,

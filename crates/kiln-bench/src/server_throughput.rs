@@ -39,6 +39,8 @@ pub const AIM_JOBS_PER_S: f64 = 300.0;
 
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Jobs of the one run queued first (0: that shape is not measured).
+    pub queued_jobs: usize,
     pub kiln: PathBuf,
     pub jobs: usize,
     pub runs: usize,
@@ -93,10 +95,17 @@ pub struct Shape {
     pub ratio_to_bash: f64,
     pub ratio_to_true: f64,
     pub aim_met: bool,
+    /// For a single run: the time per job in the last tenth of the jobs to
+    /// end ÷ that of the first tenth (median run); 1.0 is a flat tail.
+    pub tail_ratio: Option<f64>,
+    /// For triggered runs: runs created per second while triggering.
+    pub trigger_runs_per_s: Option<f64>,
 }
 
 struct Measured {
     wall_s: f64,
+    tail_ratio: Option<f64>,
+    runs: usize,
     trigger_s: f64,
     first_claim_ms: f64,
     occupancy: f64,
@@ -137,10 +146,16 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
         "drain",
         &crate::fixture::workflow_on(1, "[self-hosted, drain]", "true"),
     )?;
+    let queued = Repo::create(
+        tmp.path(),
+        "queued",
+        &crate::fixture::workflow_on(cfg.queued_jobs.max(1), "[self-hosted, drain]", "true"),
+    )?;
     let server = Server::start(&cfg.kiln, &tmp.path().join("data"), &[])?;
     server.add_repo(&big)?;
     server.add_repo(&small)?;
     server.add_repo(&drain)?;
+    server.add_repo(&queued)?;
     let token = server.agent_token_file(tmp.path())?;
     let agent = Agent::start(
         &cfg.kiln,
@@ -181,6 +196,7 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
     let mut big_m = Vec::new();
     let mut small_m = Vec::new();
     let mut drain_m = Vec::new();
+    let mut queued_m = Vec::new();
     let drains = std::cell::Cell::new(0usize);
     let drain_agent = || -> Result<Agent> {
         drains.set(drains.get() + 1);
@@ -234,14 +250,34 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
             &server,
             &drain,
             cfg.runs,
+            1,
             cfg.trigger_threads,
             p,
             cfg.poll,
             &drain_agent,
             &clock,
         )?);
+        if cfg.queued_jobs > 0 {
+            progress(&format!(
+                "repeat {}/{}: one run of {} jobs queued, then drained",
+                r + 1,
+                cfg.repeat,
+                cfg.queued_jobs
+            ));
+            queued_m.push(drain_runs(
+                &server,
+                &queued,
+                1,
+                cfg.queued_jobs,
+                1,
+                p,
+                cfg.poll,
+                &drain_agent,
+                &clock,
+            )?);
+        }
     }
-    let shapes = vec![
+    let mut shapes = vec![
         shape(
             format!("one run of {} jobs", cfg.jobs),
             cfg.jobs,
@@ -264,6 +300,21 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
             &small_true,
         ),
     ];
+    if cfg.queued_jobs > 0 {
+        // Baselines scaled from the big run's (same work per job).
+        let scale = |v: &[f64]| -> Vec<f64> {
+            v.iter()
+                .map(|x| x * cfg.queued_jobs as f64 / cfg.jobs as f64)
+                .collect()
+        };
+        shapes.push(shape(
+            format!("one run of {} jobs, queued first", cfg.queued_jobs),
+            cfg.queued_jobs,
+            &queued_m,
+            &scale(&big_bash),
+            &scale(&big_true),
+        ));
+    }
     Ok(Report {
         benchmark: "server-throughput",
         machine,
@@ -274,6 +325,25 @@ pub fn run(cfg: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report> {
         trigger_threads: cfg.trigger_threads,
         shapes,
     })
+}
+
+/// Time per job in the last tenth of a run's jobs to end ÷ the first
+/// tenth's, by their `finished_at`.
+fn tail_ratio(results: &RunResult) -> Option<f64> {
+    let mut ends: Vec<i64> = results
+        .jobs
+        .iter()
+        .filter_map(|j| j.finished_at.map(ts_us))
+        .collect();
+    ends.sort_unstable();
+    let tenth = ends.len() / 10;
+    if tenth < 2 {
+        return None;
+    }
+    let first = (ends[tenth] - ends[0]) as f64;
+    let n = ends.len();
+    let last = (ends[n - 1] - ends[n - 1 - tenth]) as f64;
+    (first > 0.0).then(|| last / first)
 }
 
 fn shape(name: String, jobs: usize, m: &[Measured], bash: &[f64], tru: &[f64]) -> Shape {
@@ -302,6 +372,12 @@ fn shape(name: String, jobs: usize, m: &[Measured], bash: &[f64], tru: &[f64]) -
         ratio_to_bash: bash_median_s / median_s,
         ratio_to_true: true_median_s / median_s,
         aim_met: jobs_per_s >= AIM_JOBS_PER_S,
+        tail_ratio: mid.tail_ratio,
+        trigger_runs_per_s: {
+            let runs = mid.runs;
+            let trigger_s = median(&m.iter().map(|x| x.trigger_s).collect::<Vec<_>>());
+            (runs > 1 && trigger_s > 0.0).then(|| runs as f64 / trigger_s)
+        },
         wall_s,
     }
 }
@@ -365,9 +441,12 @@ fn one_big_run(
         );
     }
     let wall = ended - sent;
+    let tail_ratio = tail_ratio(&results);
     let (occupancy, agent_job_ms, first) = occupancy(&[results], p, wall)?;
     Ok(Measured {
         wall_s: wall as f64 / 1e6,
+        tail_ratio,
+        runs: 1,
         trigger_s: (accepted - sent) as f64 / 1e6,
         first_claim_ms: (first - sent) as f64 / 1000.0,
         occupancy,
@@ -397,6 +476,8 @@ fn many_runs(
     let (occupancy, agent_job_ms, first) = occupancy(&results, p, wall)?;
     Ok(Measured {
         wall_s: wall as f64 / 1e6,
+        tail_ratio: None,
+        runs,
         trigger_s: (accepted - sent) as f64 / 1e6,
         first_claim_ms: (first - sent) as f64 / 1000.0,
         occupancy,
@@ -412,6 +493,7 @@ fn drain_runs(
     server: &Server,
     repo: &Repo,
     runs: usize,
+    jobs_per_run: usize,
     threads: usize,
     p: usize,
     poll: Duration,
@@ -426,11 +508,12 @@ fn drain_runs(
     let ended = wait_all(server, &repo.name, &ids, poll, Duration::from_secs(600))?;
     let s1 = clock.of(&server_pid).map(|c| c.0.as_secs_f64());
     let a1 = clock.of(&agent_pid);
+    let jobs = (runs * jobs_per_run) as f64;
     let cpu_ms = match (s0, s1, a1) {
         (Some(s0), Some(s1), Some((own, children))) => [
-            (s1 - s0) * 1000.0 / runs as f64,
-            own.as_secs_f64() * 1000.0 / runs as f64,
-            children.as_secs_f64() * 1000.0 / runs as f64,
+            (s1 - s0) * 1000.0 / jobs,
+            own.as_secs_f64() * 1000.0 / jobs,
+            children.as_secs_f64() * 1000.0 / jobs,
         ],
         _ => [f64::NAN; 3],
     };
@@ -442,8 +525,14 @@ fn drain_runs(
     let (_, _, first) = occupancy(&results, p, 1)?;
     let wall = ended - first;
     let (occupancy, agent_job_ms, _) = occupancy(&results, p, wall)?;
+    let tail_ratio = match results.as_slice() {
+        [one] => tail_ratio(one),
+        _ => None,
+    };
     Ok(Measured {
         wall_s: wall as f64 / 1e6,
+        tail_ratio,
+        runs: ids.len(),
         trigger_s: (accepted - sent) as f64 / 1e6,
         first_claim_ms: 0.0,
         occupancy,
@@ -579,6 +668,20 @@ pub fn table(r: &Report) -> String {
     }
     line(String::new());
     for x in &r.shapes {
+        if let Some(t) = x.tail_ratio {
+            line(format!(
+                "{}: time per job in the last tenth ÷ the first tenth: {t:.2} (aim ≤ 1.5: {})",
+                x.name,
+                crate::dispatch::met(t <= 1.5)
+            ));
+        }
+        if let Some(t) = x.trigger_runs_per_s {
+            line(format!(
+                "{}: runs created while triggering: {t:.1} runs/s (aim ≥ 300: {})",
+                x.name,
+                crate::dispatch::met(t >= 300.0)
+            ));
+        }
         line(format!(
             "{}: {:.1} jobs/s (walls {}), aim ≥ {AIM_JOBS_PER_S} jobs/s: {}; \
              mean job on the agent {:.2} ms; CPU ms/job: server {:.2}, agent {:.2}, \
