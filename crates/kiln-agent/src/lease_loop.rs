@@ -2,12 +2,12 @@
 //!
 //! Every call to the server is a `work` call (`docs/protocol.md`): it
 //! carries the reports of finished jobs and asks for as many jobs as the
-//! free capacity takes. Two kinds are in flight:
+//! free capacity takes. Two kinds are in flight at most, one of each:
 //!
 //! - the *poll*, a long-poll with no reports, open whenever capacity is
 //!   free and nothing else asks for it, sent again the moment it returns,
 //!   so that pickup latency is the server's, never a polling interval's;
-//! - the *push* (two at most), sent at once (without waiting for the poll) when jobs
+//! - the *push*, sent at once (without waiting for the poll) when jobs
 //!   finish: their reports, each with its last log lines, and a claim of
 //!   the capacity they freed, answered without waiting. With a queue, a
 //!   job costs this one call.
@@ -101,9 +101,7 @@ pub(crate) async fn run(
     let mut pending: Vec<Delivery> = Vec::new();
     let mut poll: JoinSet<Sent> = JoinSet::new();
     let mut push: JoinSet<Sent> = JoinSet::new();
-    // Capacity asked for by the poll, and by each push in flight.
-    let mut poll_asked = 0u32;
-    let mut push_asked: HashMap<tokio::task::Id, u32> = HashMap::new();
+    let mut asked = (0u32, 0u32); // (by the poll, by the push)
     let mut backoff = Backoff::new(backoff::CONNECT);
     let mut failures = 0u32;
     let mut retry_at: Option<tokio::time::Instant> = None;
@@ -117,7 +115,7 @@ pub(crate) async fn run(
             stopping = true;
             // The poll carries no reports: nothing is lost with it.
             poll.abort_all();
-            poll_asked = 0;
+            asked.0 = 0;
             events.event(&Event::ShuttingDown {
                 running: jobs.len(),
             });
@@ -125,17 +123,16 @@ pub(crate) async fn run(
         if stopping && jobs.is_empty() && pending.is_empty() && push.is_empty() {
             break;
         }
-        let asked = poll_asked + push_asked.values().sum::<u32>();
-        let free = config.capacity.saturating_sub(used + asked);
-        if retry_at.is_none() && push.len() < PUSHES && !pending.is_empty() {
+        let free = config.capacity.saturating_sub(used + asked.0 + asked.1);
+        if retry_at.is_none() && push.is_empty() && !pending.is_empty() {
             let give = if stopping { 0 } else { free };
             let deliveries: Vec<Delivery> =
                 pending.drain(..pending.len().min(MAX_REPORTS)).collect();
-            let handle = push.spawn(send(client.clone(), agent, deliveries, give, 0));
-            push_asked.insert(handle.id(), give);
+            asked.1 = give;
+            push.spawn(send(client.clone(), agent, deliveries, give, 0));
         } else if !stopping && retry_at.is_none() && poll.is_empty() && push.is_empty() && free > 0
         {
-            poll_asked = free;
+            asked.0 = free;
             poll.spawn(send(client.clone(), agent, Vec::new(), free, wait_ms));
         }
         let sent = tokio::select! {
@@ -160,16 +157,12 @@ pub(crate) async fn run(
                 None
             }
             Some(done) = poll.join_next(), if !poll.is_empty() => {
-                poll_asked = 0;
+                asked.0 = 0;
                 Some(done)
             }
-            Some(done) = push.join_next_with_id(), if !push.is_empty() => {
-                let id = match &done {
-                    Ok((id, _)) => *id,
-                    Err(e) => e.id(),
-                };
-                push_asked.remove(&id);
-                Some(done.map(|(_, sent)| sent))
+            Some(done) = push.join_next(), if !push.is_empty() => {
+                asked.1 = 0;
+                Some(done)
             }
             _ = sleep_until(retry_at), if retry_at.is_some() => {
                 retry_at = None;
@@ -302,11 +295,6 @@ pub(crate) async fn run(
         None => Ok(()),
     }
 }
-
-/// Pushes in flight at most: a second one carries the reports of jobs
-/// that ended while the first was on its way, instead of letting them
-/// (and the capacity they freed) wait for its answer.
-const PUSHES: usize = 2;
 
 /// A `work` call and what came back.
 struct Sent {
