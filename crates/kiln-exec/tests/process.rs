@@ -660,13 +660,13 @@ async fn a_finished_step_leaves_nothing_in_its_group() {
     let mut h = Harness::start().await;
     let report = h.run(h.step(&["pid"])).await;
     assert_eq!(report.exit, StepExit::Exited(0));
-    let leader = h.lines.pid_after("pid ").await;
+    let group = h.lines.pid_after("pgid ").await;
     // The group's watcher was released when the step ended: whatever is
     // still there is on its way out.
-    for pid in members(leader) {
+    for pid in members(group) {
         exited(pid).await;
     }
-    assert!(members(leader).is_empty());
+    assert!(members(group).is_empty());
     h.finish().await;
 }
 
@@ -701,23 +701,26 @@ async fn a_killed_executor_process_takes_its_steps_with_it() {
     let (grandchild, leader) = bounded("the step's handshake", async {
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let (mut grandchild, mut leader) = (None, None);
+        let (mut grandchild, mut leader, mut pgid) = (None, None, None);
         while let Some(line) = lines.next_line().await.unwrap() {
             let pid = |p: &str| Some(Pid::from_raw(p.trim().parse().unwrap()));
             if let Some(p) = line.strip_prefix("grandchild ") {
                 grandchild = pid(p);
             } else if let Some(p) = line.strip_prefix("pid ") {
                 leader = pid(p);
+            } else if let Some(p) = line.strip_prefix("pgid ") {
+                pgid = pid(p);
             } else if line == "ready" {
                 break;
             }
         }
-        (grandchild.unwrap(), leader.unwrap())
+        (grandchild.unwrap(), (leader.unwrap(), pgid.unwrap()))
     })
     .await;
-    // The step's group: its leader, the grandchild (which ignores SIGTERM)
-    // and the watcher.
-    let group = members(leader);
+    let (leader, pgid) = leader;
+    // The step's group: its process, the grandchild (which ignores
+    // SIGTERM) and the watcher.
+    let group = members(pgid);
     assert!(group.contains(&leader) && group.contains(&grandchild));
     assert_eq!(group.len(), 3, "{group:?}");
 
@@ -729,5 +732,5 @@ async fn a_killed_executor_process_takes_its_steps_with_it() {
         exited(pid).await;
     }
     assert!(!alive(leader) && !alive(grandchild));
-    assert!(members(leader).is_empty());
+    assert!(members(pgid).is_empty());
 }

@@ -14,14 +14,14 @@
 //! - `env`: prints its environment, `KEY=VALUE` per line, sorted;
 //! - `pwd`: prints its working directory;
 //! - `signal N`: raises signal N;
-//! - `pid`: prints `pid P` and exits 0;
+//! - `pid`: prints `pid P` and `pgid G` (its process group) and exits 0;
 //! - `sleep`: prints `pid P`, `ready`, then sleeps (SIGTERM ends it);
 //! - `ignore-term`: blocks SIGTERM, prints `pid P`, `ready`, then prints
 //!   `got SIGTERM` for every SIGTERM and never ends by itself;
 //! - `grandchild [ignore-term]`: starts a silent sleeper that inherits
 //!   stdout (in `ignore-term` mode it blocks SIGTERM), prints
 //!   `grandchild P`, `ready` and exits 0;
-//! - `tree [ignore-term]`: like `grandchild`, but then prints `pid P`,
+//! - `tree [ignore-term]`: like `grandchild`, but then prints `pid P`, `pgid G`,
 //!   `ready` and sleeps (SIGTERM ends it, not its grandchild in
 //!   `ignore-term` mode);
 //! - `background`: starts a background process that inherits stdout, prints
@@ -129,6 +129,7 @@ fn main() -> ExitCode {
         }
         "pid" => {
             writeln!(out, "pid {}", std::process::id()).unwrap();
+            writeln!(out, "pgid {}", nix::unistd::getpgrp()).unwrap();
         }
         "sleep" => {
             writeln!(out, "pid {}", std::process::id()).unwrap();
@@ -160,6 +161,7 @@ fn main() -> ExitCode {
             writeln!(out, "grandchild {pid}").unwrap();
             if mode == "tree" {
                 writeln!(out, "pid {}", std::process::id()).unwrap();
+                writeln!(out, "pgid {}", nix::unistd::getpgrp()).unwrap();
                 writeln!(out, "ready").unwrap();
                 drop(out);
                 sleep_forever();

@@ -194,6 +194,9 @@ impl ProcessJob {
             Ok(command) => command,
             Err(e) => return Err(StepExit::SpawnFailed(e.to_string())),
         };
+        if watch::can_lead() {
+            return self.spawn_led(command, step, sink).await;
+        }
         let watcher = match watch::arm(&mut command, &self.lifeline) {
             Ok(watcher) => watcher,
             Err(err) => {
@@ -238,10 +241,46 @@ impl ProcessJob {
             kill_grace: step.kill_grace,
             watcher,
         };
-        // Registered before anything else can fail or be dropped: from now on
-        // `finish` (or Drop) is responsible for the group.
-        self.groups.push(group);
+        Ok(self.register(child, group, sink))
+    }
 
+    /// The step in a group led by its watcher (see `watch`): the watcher
+    /// first, then the step joins its group.
+    async fn spawn_led(
+        &mut self,
+        mut command: tokio::process::Command,
+        step: &StepSpec,
+        sink: Arc<dyn LogSink>,
+    ) -> Result<(Child, Group, StepReaders), StepExit> {
+        let watcher = watch::lead(&self.lifeline)
+            .map_err(|err| StepExit::SpawnFailed(format!("the step's watcher (/bin/sh): {err}")))?;
+        command.process_group(watcher.as_raw());
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                // The watcher is alone in its group.
+                let _ = signal_group(watcher, Signal::SIGKILL);
+                let program = step.argv.first().map(String::as_str).unwrap_or_default();
+                return Err(StepExit::SpawnFailed(format!("{program}: {err}")));
+            }
+        };
+        let group = Group {
+            pgid: watcher,
+            kill_grace: step.kill_grace,
+            watcher,
+        };
+        Ok(self.register(child, group, sink))
+    }
+
+    /// Register the step's group with the job (from now on `finish`, or
+    /// Drop, is responsible for it) and forward its output to `sink`.
+    fn register(
+        &mut self,
+        mut child: Child,
+        group: Group,
+        sink: Arc<dyn LogSink>,
+    ) -> (Child, Group, StepReaders) {
+        self.groups.push(group);
         let emitter = Emitter::new(sink);
         let mut readers = StepReaders(Vec::with_capacity(2));
         if let Some(stdout) = child.stdout.take() {
@@ -256,7 +295,7 @@ impl ProcessJob {
                 .0
                 .push(tokio::spawn(forward_lines(stderr, Stream::Stderr, emitter)));
         }
-        Ok((child, group, readers))
+        (child, group, readers)
     }
 
     /// Waits for the step's leader to exit, stopping its group on a

@@ -26,6 +26,17 @@
 //!   of the group (`group::group_alive`) and SIGKILLs it, with the group,
 //!   once nothing else of the step is left.
 //!
+//! That watcher costs three forks of kiln's whole process per step (a
+//! `pre_exec` hook makes std fork instead of `posix_spawn`, and every page
+//! kiln then writes is copied). So where `/bin/sh` exists the watcher is a
+//! shell instead ([`lead`]): spawned first (with `posix_spawn`, no fork of
+//! kiln) as the leader of a new group, it ignores the stop signals, reads
+//! the lifeline (its stdin) until end-of-file and then SIGKILLs its
+//! group; the step is spawned next *into that group*, so it is guarded
+//! from its first instruction and the group's id is pinned by the
+//! watcher, as above. The forking watcher remains for a system without
+//! `/bin/sh`.
+//!
 //! Between `fork` and `exec` only async-signal-safe calls are allowed (the
 //! parent has other threads; a lock held by one of them at the fork stays
 //! locked forever in the child): everything in [`start_watcher`] and below
@@ -61,6 +72,42 @@ impl Lifeline {
             _write: write,
         })
     }
+}
+
+/// The shell a leading watcher runs.
+const SHELL: &str = "/bin/sh";
+
+/// What it runs: ignore the signals a stop sends, wait for end-of-file on
+/// stdin (the lifeline), then kill the whole group, itself included.
+const WATCH: &str =
+    "trap '' HUP INT QUIT TERM PIPE USR1 USR2; while read -r _; do :; done; kill -KILL 0";
+
+/// Whether watchers can lead their groups here (`/bin/sh` exists).
+pub(crate) fn can_lead() -> bool {
+    static SHELL_OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SHELL_OK.get_or_init(|| std::path::Path::new(SHELL).is_file())
+}
+
+/// Starts a watcher on `lifeline` as the leader of a new process group;
+/// the step then joins that group (`process_group(watcher)`). Its `Child`
+/// is dropped: tokio reaps it once it ends.
+pub(crate) fn lead(lifeline: &Lifeline) -> std::io::Result<Pid> {
+    let stdin = lifeline.read.try_clone()?;
+    let child = Command::new(SHELL)
+        .arg("-c")
+        .arg(WATCH)
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(stdin)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .env_clear()
+        .process_group(0)
+        .kill_on_drop(false)
+        .spawn()?;
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .ok_or_else(|| std::io::Error::other("the watcher vanished"))?;
+    Ok(Pid::from_raw(pid))
 }
 
 /// The report channel of one step's watcher: the intermediate process
