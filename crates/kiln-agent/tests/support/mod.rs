@@ -258,6 +258,18 @@ async fn register(
     .into_response()
 }
 
+/// An open long-poll: reports `ClaimAbandoned` if dropped unanswered (the
+/// client went away; hyper drops the handler). The flag marks it answered.
+struct Open(Arc<FakeState>, bool);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.seen(Seen::ClaimAbandoned);
+        }
+    }
+}
+
 async fn claim(
     State(state): State<Arc<FakeState>>,
     headers: axum::http::HeaderMap,
@@ -275,15 +287,6 @@ async fn claim(
             return unavailable(&state, "claim");
         }
         inner.claims.push(req);
-    }
-    // Dropped unanswered: the client went away (hyper drops the handler).
-    struct Open(Arc<FakeState>, bool);
-    impl Drop for Open {
-        fn drop(&mut self) {
-            if !self.1 {
-                self.0.seen(Seen::ClaimAbandoned);
-            }
-        }
     }
     let mut open = Open(state.clone(), false);
     let deadline = tokio::time::Instant::now() + wait;
@@ -396,14 +399,6 @@ async fn work(
             jobs: Vec::new(),
         })
         .into_response();
-    }
-    struct Open(Arc<FakeState>, bool);
-    impl Drop for Open {
-        fn drop(&mut self) {
-            if !self.1 {
-                self.0.seen(Seen::ClaimAbandoned);
-            }
-        }
     }
     let mut open = Open(state.clone(), false);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms);
