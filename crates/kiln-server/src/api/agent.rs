@@ -182,7 +182,7 @@ pub async fn work(
             .await?;
     }
     let outcomes = s.engine.report(agent.id, req.reports).await?;
-    let reports = keys
+    let reports: Vec<ReportOutcome> = keys
         .into_iter()
         .zip(outcomes)
         .map(|((job, attempt), outcome)| ReportOutcome {
@@ -191,7 +191,7 @@ pub async fn work(
             error: outcome.err().map(|e| ApiError::from(e).body()),
         })
         .collect();
-    let jobs = s
+    let claimed = s
         .engine
         .claim_jobs(
             &agent,
@@ -199,7 +199,17 @@ pub async fn work(
             MAX_JOBS_PER_CLAIM,
             Duration::from_millis(req.wait_ms),
         )
-        .await?;
+        .await;
+    let jobs = match claimed {
+        Ok(jobs) => jobs,
+        // The reports are recorded: answer their outcomes (sent again,
+        // they would only be stale) and let the agent ask again.
+        Err(e) if !reports.is_empty() => {
+            tracing::warn!(agent = %agent.id, error = %e, "claiming after reports failed");
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Json(WorkResponse { reports, jobs }))
 }
 
